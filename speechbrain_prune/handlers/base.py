@@ -1,0 +1,116 @@
+"""Handler base class and registry.
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import torch
+
+_REGISTRY = {}
+
+
+def register_handler(*module_types):
+    """Class decorator: the handler serves these module types.
+
+    Arguments
+    ---------
+    *module_types : type
+        ``torch.nn.Module`` subclasses (subclasses of them match too).
+
+    Returns
+    -------
+    decorator
+
+    Example
+    -------
+    >>> class Doubler(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return 2 * x
+    >>> @register_handler(Doubler)
+    ... class DoublerHandler(ModuleHandler):
+    ...     def trace(self, ctx, call):
+    ...         return ctx.space(call.args[0])
+    >>> type(handler_for(Doubler())).__name__
+    'DoublerHandler'
+    """
+
+    def decorator(cls):
+        instance = cls()
+        for t in module_types:
+            _REGISTRY[t] = instance
+        return cls
+
+    return decorator
+
+
+def handler_for(module):
+    """The handler of ``module``'s type (or a base type), else None.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> lin = sb.nnet.linear.Linear(n_neurons=4, input_size=3)
+    >>> type(handler_for(lin)).__name__
+    'LinearHandler'
+    >>> handler_for(torch.nn.Conv3d(1, 1, 1)) is None
+    True
+    """
+    for t in type(module).__mro__:
+        if t in _REGISTRY:
+            return _REGISTRY[t]
+        if t is torch.nn.Module:
+            break
+    return None
+
+
+def registered_types():
+    """Names of all module types that have a handler."""
+    return sorted(f"{t.__module__}.{t.__qualname__}" for t in _REGISTRY)
+
+
+class ModuleHandler:
+    """What every handler provides. Override what your layer needs.
+
+    ``trace`` is called once per forward call of the module while groups
+    are discovered; it reads the input's channel space with
+    ``ctx.space(tensor)``, records members with ``ctx.consume`` /
+    ``ctx.group`` and returns the channel space of the module's output
+    (or None when the output starts no prunable space).
+    """
+
+    #: True for layers that own parameters which a group may slice.
+    has_params = True
+
+    def trace(self, ctx, call):
+        """Records the members of this call; returns the output space."""
+        raise NotImplementedError
+
+    def prune(self, module, member, keep, ledger):
+        """Slices ``member``'s tensors to the group channels in ``keep``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot prune slot {member.slot!r}"
+        )
+
+    def mask(self, module, member, removed):
+        """Takes ``removed`` channels out of the computation, in place.
+
+        The default suits producers and per-channel members: once every
+        consumer ignores a channel, its own values no longer matter.
+        """
+
+    def slot_size(self, module, member):
+        """Current number of channels (producers) or columns (consumers)."""
+        raise NotImplementedError
+
+    def remove_layer(self, module, index, ledger):
+        """Removes one whole layer (depth pruning), where supported."""
+        raise NotImplementedError(
+            f"{type(module).__name__} has no removable layers"
+        )
+
+
+def positions(member, keep):
+    """Tensor positions of the channels in ``keep`` for ``member``."""
+    if member.layout is None:
+        return keep
+    return member.layout.positions(keep)

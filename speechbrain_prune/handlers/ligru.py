@@ -1,0 +1,148 @@
+"""SpeechBrain ``LiGRU``: per-layer modules with an inner normalisation.
+
+Unit ``j`` of a ``LiGRU_Layer`` owns rows ``j`` and ``H + j`` of ``w`` and
+``u`` (candidate and update gate), the same entries of the normalisation
+over ``2H``, the recurrent column ``j`` of ``u``, column ``j`` of the
+``h_init`` and ``drop_masks`` buffers, and the next layer's input columns
+``j`` (and ``H + j`` when bidirectional; ``w`` is shared by both
+directions). Layers may end with different widths: the module's class is
+then switched to :class:`NonUniformLiGRU`, which only changes how the last
+states are returned.
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import speechbrain as sb
+import torch
+
+from speechbrain_prune.graph.group import (
+    CONSUMER,
+    PRODUCER,
+    Layout,
+    Member,
+)
+from speechbrain_prune.handlers.base import (
+    ModuleHandler,
+    positions,
+    register_handler,
+)
+from speechbrain_prune.handlers.batchnorm import slice_batchnorm
+from speechbrain_prune.handlers.layernorm import masked_layer_norm
+from speechbrain_prune.handlers.rnn import _check_removable, _slot
+from speechbrain_prune.surgery.ledger import replace_tensor
+from speechbrain_prune.surgery.modules import NonUniformLiGRU
+
+
+@register_handler(sb.nnet.RNN.LiGRU)
+class LiGRUHandler(ModuleHandler):
+    """One group per layer, sliced in place.
+
+    Example
+    -------
+    >>> from speechbrain_prune.graph import discover_groups
+    >>> from speechbrain_prune.surgery import apply_removals
+    >>> rnn = sb.nnet.RNN.LiGRU(8, input_shape=(1, 5, 4), num_layers=2,
+    ...                         bidirectional=True).eval()
+    >>> model = sb.nnet.containers.Sequential(
+    ...     rnn, sb.nnet.linear.Linear(n_neurons=3, input_size=16))
+    >>> groups = discover_groups(model, torch.rand(1, 5, 4))
+    >>> _ = apply_removals(model, groups, {"LiGRU_0.layer0": [1, 2, 3]})
+    >>> rnn.rnn[0].u.weight.shape, rnn.rnn[1].w.weight.shape
+    (torch.Size([10, 5]), torch.Size([16, 10]))
+    """
+
+    def trace(self, ctx, call):
+        module, name = call.module, call.name
+        dirs = 2 if module.bidirectional else 1
+        x = call.args[0]
+        space = ctx.space(x)
+        if space is not None:
+            layout = space.layout
+            if x.dim() == 4:
+                layout = layout.flattened(x.shape[2])
+            ctx.consume(space, Member(name, CONSUMER, "input.0", layout))
+        group = None
+        for k, layer in enumerate(module.rnn):
+            previous = group
+            group = ctx.group(f"{name}.layer{k}", layer.hidden_size, "rnn")
+            group.add(Member(name, PRODUCER, f"hidden.{k}"))
+            if previous is not None:
+                previous.add(
+                    Member(
+                        name, CONSUMER, f"input.{k}", Layout(previous.size, dirs)
+                    )
+                )
+        return ctx.output(group, dirs)
+
+    def prune(self, module, member, keep, ledger):
+        kind, k = _slot(member)
+        layer = module.rnn[k]
+        if kind == "input":
+            cols = positions(member, keep)
+            replace_tensor(layer.w, "weight", [None, cols], ledger)
+            layer.w.in_features = layer.input_size = len(cols)
+            if k == 0:
+                module.fea_dim = float(len(cols))
+            return
+        h = layer.hidden_size
+        rows = torch.cat([keep, h + keep])
+        replace_tensor(layer.w, "weight", [rows], ledger)
+        replace_tensor(layer.u, "weight", [rows, keep], ledger)
+        layer.w.out_features = layer.u.out_features = len(rows)
+        layer.u.in_features = len(keep)
+        if isinstance(layer.norm, torch.nn.LayerNorm):
+            replace_tensor(layer.norm, "weight", [rows], ledger)
+            replace_tensor(layer.norm, "bias", [rows], ledger)
+            layer.norm.normalized_shape = (len(rows),)
+        else:
+            slice_batchnorm(layer.norm, rows, ledger)
+        replace_tensor(layer, "h_init", [None, keep], ledger)
+        replace_tensor(layer, "drop_masks", [None, keep], ledger)
+        layer.hidden_size = len(keep)
+        if len({lay.hidden_size for lay in module.rnn}) > 1:
+            module.__class__ = NonUniformLiGRU
+        module.hidden_size = module.rnn[-1].hidden_size
+
+    def mask(self, module, member, removed):
+        kind, k = _slot(member)
+        layer = module.rnn[k]
+        with torch.no_grad():
+            if kind == "input":
+                layer.w.weight[:, positions(member, removed)] = 0.0
+                return
+            layer.u.weight[:, removed] = 0.0
+        if isinstance(layer.norm, torch.nn.LayerNorm):
+            h = layer.hidden_size
+            keep_mask = torch.ones(h, dtype=torch.bool)
+            keep_mask[removed] = False
+            keep = torch.nonzero(keep_mask).flatten()
+            keep_pos = torch.cat([keep, h + keep])
+            norm = layer.norm
+
+            def hook(mod, args, output):
+                return masked_layer_norm(args[0], norm, keep_pos)
+
+            norm.register_forward_hook(hook)
+
+    def slot_size(self, module, member):
+        kind, k = _slot(member)
+        layer = module.rnn[k]
+        return layer.hidden_size if kind == "hidden" else layer.w.in_features
+
+    def remove_layer(self, module, index, ledger):
+        dirs = 2 if module.bidirectional else 1
+        n = len(module.rnn)
+        if 0 <= index < n:
+            layer = module.rnn[index]
+            width_in, width_out = layer.w.in_features, dirs * layer.hidden_size
+        else:
+            width_in = width_out = 0
+        _check_removable(n, index, width_in, width_out, module)
+        del module.rnn[index]
+        module.num_layers = len(module.rnn)
+        if len({lay.hidden_size for lay in module.rnn}) == 1 and isinstance(
+            module, NonUniformLiGRU
+        ):
+            module.__class__ = sb.nnet.RNN.LiGRU
+        module.hidden_size = module.rnn[-1].hidden_size

@@ -1,0 +1,232 @@
+"""SpeechBrain ``LSTM``, ``GRU`` and ``RNN`` (wrappers of torch's modules).
+
+Hidden unit ``j`` of layer ``k`` owns, in both directions, the gate rows
+``g * H + j`` of ``weight_ih_l{k}``, ``weight_hh_l{k}`` and both biases, the
+recurrent column ``j`` of ``weight_hh_l{k}``, and the input columns ``j``
+(and ``H + j`` when bidirectional) of the next layer or consumer. Each
+layer is its own group, so layers may end with different widths: the torch
+module is then rebuilt as a :class:`StackedRNN` (see there why).
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import speechbrain as sb
+import torch
+
+from speechbrain_prune.graph.group import (
+    CONSUMER,
+    PRODUCER,
+    Layout,
+    Member,
+)
+from speechbrain_prune.handlers.base import (
+    ModuleHandler,
+    positions,
+    register_handler,
+)
+from speechbrain_prune.surgery.ledger import move_tensor
+from speechbrain_prune.surgery.modules import StackedRNN
+
+GATES = {torch.nn.LSTM: 4, torch.nn.GRU: 3, torch.nn.RNN: 1}
+
+
+class RNNView:
+    """Per-layer access to a torch RNN or a :class:`StackedRNN`."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        if isinstance(inner, StackedRNN):
+            self.slots = [(m, 0) for m in inner.layers]
+            self.dropout = inner.dropout
+        else:
+            self.slots = [(inner, k) for k in range(inner.num_layers)]
+            self.dropout = inner.dropout
+        first = self.slots[0][0]
+        self.cls = type(first)
+        self.gates = GATES[self.cls]
+        self.dirs = 2 if first.bidirectional else 1
+        self.bias = first.bias
+        self.batch_first = first.batch_first
+        self.nonlinearity = getattr(first, "nonlinearity", None)
+
+    @property
+    def num_layers(self):
+        return len(self.slots)
+
+    def names(self):
+        """Parameter base names and directions of one layer."""
+        bases = ["weight_ih", "weight_hh"]
+        if self.bias:
+            bases += ["bias_ih", "bias_hh"]
+        suffixes = [""] if self.dirs == 1 else ["", "_reverse"]
+        return [(b, s) for b in bases for s in suffixes]
+
+    def param(self, k, base, suffix=""):
+        module, j = self.slots[k]
+        return getattr(module, f"{base}_l{j}{suffix}")
+
+    def hidden(self, k):
+        return self.param(k, "weight_hh").shape[1]
+
+    def input_size(self, k):
+        return self.param(k, "weight_ih").shape[1]
+
+    def rebuild(self, index_of, ledger, drop_layer=None):
+        """A new torch module holding the sliced weights.
+
+        Arguments
+        ---------
+        index_of : dict
+            ``(layer, base) -> [rows, cols]`` index (None = all).
+        ledger : SliceLedger
+        drop_layer : int, optional
+            Layer left out (depth pruning).
+        """
+        layers = [k for k in range(self.num_layers) if k != drop_layer]
+        hidden, inputs = [], []
+        for k in layers:
+            rows, cols = index_of.get((k, "weight_hh"), [None, None])
+            hidden.append(self.hidden(k) if cols is None else len(cols))
+            _, icols = index_of.get((k, "weight_ih"), [None, None])
+            inputs.append(self.input_size(k) if icols is None else len(icols))
+        first = self.slots[0][0]
+        kwargs = dict(
+            bias=self.bias,
+            batch_first=self.batch_first,
+            bidirectional=self.dirs == 2,
+            device=first.weight_ih_l0.device,
+            dtype=first.weight_ih_l0.dtype,
+        )
+        if self.nonlinearity is not None:
+            kwargs["nonlinearity"] = self.nonlinearity
+        chained = all(
+            inputs[i] == self.dirs * hidden[i - 1] for i in range(1, len(layers))
+        )
+        if len(set(hidden)) == 1 and chained:
+            new = self.cls(
+                inputs[0],
+                hidden[0],
+                num_layers=len(layers),
+                dropout=self.dropout if len(layers) > 1 else 0.0,
+                **kwargs,
+            )
+            targets = [(new, i) for i in range(len(layers))]
+        else:
+            new = StackedRNN(
+                [self.cls(i, h, **kwargs) for i, h in zip(inputs, hidden)],
+                self.dropout,
+            )
+            targets = [(m, 0) for m in new.layers]
+        for (target, j), k in zip(targets, layers):
+            for base, suffix in self.names():
+                move_tensor(
+                    self.param(k, base, suffix),
+                    target,
+                    f"{base}_l{j}{suffix}",
+                    index_of.get((k, base), [None, None]),
+                    ledger,
+                )
+        new.flatten_parameters()
+        return new
+
+
+def _slot(member):
+    kind, k = member.slot.split(".")
+    return kind, int(k)
+
+
+@register_handler(sb.nnet.RNN.LSTM, sb.nnet.RNN.GRU, sb.nnet.RNN.RNN)
+class RNNHandler(ModuleHandler):
+    """One group per layer; input columns of layer 0 follow the flatten.
+
+    Example
+    -------
+    >>> from speechbrain_prune.graph import discover_groups
+    >>> from speechbrain_prune.surgery import apply_removals
+    >>> lstm = sb.nnet.RNN.LSTM(hidden_size=6, input_shape=(1, 5, 4),
+    ...                         num_layers=2, bidirectional=True)
+    >>> model = sb.nnet.containers.Sequential(
+    ...     lstm, sb.nnet.linear.Linear(n_neurons=3, input_size=12))
+    >>> groups = discover_groups(model, torch.rand(1, 5, 4))
+    >>> [g.id for g in groups.prunable()]
+    ['LSTM_0.layer0', 'LSTM_0.layer1']
+    >>> _ = apply_removals(model, groups, {"LSTM_0.layer1": [0, 1]})
+    >>> type(lstm.rnn).__name__, model(torch.rand(1, 5, 4)).shape
+    ('StackedRNN', torch.Size([1, 5, 3]))
+    """
+
+    def trace(self, ctx, call):
+        module, name = call.module, call.name
+        view = RNNView(module.rnn)
+        x = call.args[0]
+        space = ctx.space(x)
+        if space is not None:
+            layout = space.layout
+            if x.dim() == 4:
+                layout = layout.flattened(x.shape[2])
+            ctx.consume(space, Member(name, CONSUMER, "input.0", layout))
+        group = None
+        for k in range(view.num_layers):
+            previous = group
+            group = ctx.group(f"{name}.layer{k}", view.hidden(k), "rnn")
+            group.add(Member(name, PRODUCER, f"hidden.{k}"))
+            if previous is not None:
+                previous.add(
+                    Member(
+                        name,
+                        CONSUMER,
+                        f"input.{k}",
+                        Layout(previous.size, view.dirs),
+                    )
+                )
+        return ctx.output(group, view.dirs)
+
+    def prune(self, module, member, keep, ledger):
+        view = RNNView(module.rnn)
+        kind, k = _slot(member)
+        index_of = {}
+        if kind == "hidden":
+            h = view.hidden(k)
+            rows = torch.cat([g * h + keep for g in range(view.gates)])
+            index_of[(k, "weight_ih")] = [rows, None]
+            index_of[(k, "weight_hh")] = [rows, keep]
+            index_of[(k, "bias_ih")] = [rows]
+            index_of[(k, "bias_hh")] = [rows]
+        else:
+            index_of[(k, "weight_ih")] = [None, positions(member, keep)]
+        module.rnn = view.rebuild(index_of, ledger)
+
+    def mask(self, module, member, removed):
+        view = RNNView(module.rnn)
+        kind, k = _slot(member)
+        base = "weight_hh" if kind == "hidden" else "weight_ih"
+        cols = removed if kind == "hidden" else positions(member, removed)
+        with torch.no_grad():
+            for suffix in {s for _, s in view.names()}:
+                view.param(k, base, suffix)[:, cols] = 0.0
+
+    def slot_size(self, module, member):
+        view = RNNView(module.rnn)
+        kind, k = _slot(member)
+        return view.hidden(k) if kind == "hidden" else view.input_size(k)
+
+    def remove_layer(self, module, index, ledger):
+        view = RNNView(module.rnn)
+        _check_removable(view.num_layers, index, view.input_size(index),
+                         view.dirs * view.hidden(index), module)
+        module.rnn = view.rebuild({}, ledger, drop_layer=index)
+
+
+def _check_removable(num_layers, index, width_in, width_out, module):
+    name = type(module).__name__
+    if num_layers < 2:
+        raise ValueError(f"{name} has one layer left; it cannot lose it")
+    if not 0 <= index < num_layers:
+        raise ValueError(f"{name} has no layer {index} (0..{num_layers - 1})")
+    if width_in != width_out:
+        raise ValueError(
+            f"Layer {index} of {name} maps width {width_in} to {width_out}; "
+            "only a layer whose input and output widths agree can be removed "
+            "(its consumer then reads its input unchanged)"
+        )
