@@ -50,10 +50,10 @@ class PruningPlan:
     ...     torch.manual_seed(0)
     ...     return sb.nnet.containers.Sequential(
     ...         sb.nnet.linear.Linear(n_neurons=6, input_size=3),
-    ...         sb.nnet.linear.Linear(n_neurons=2))
+    ...         sb.nnet.linear.Linear(n_neurons=2, input_size=6))
     >>> model, plan = build(), PruningPlan()
     >>> groups = discover_groups(model, torch.rand(1, 4, 3))
-    >>> plan.prune(model, groups, {"linear_0": [0, 5]})
+    >>> _ = plan.prune(model, groups, {"0": [0, 5]})
     >>> fresh = build()
     >>> _ = PruningPlan.from_yaml(plan.to_yaml()).apply(fresh)
     >>> fresh.load_state_dict(model.state_dict())

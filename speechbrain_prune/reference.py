@@ -42,12 +42,12 @@ def masked_reference(root, groups, removals):
     >>> from speechbrain_prune.surgery import apply_removals
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=6, input_size=3),
-    ...     sb.nnet.normalization.LayerNorm(),
-    ...     sb.nnet.linear.Linear(n_neurons=2))
+    ...     sb.nnet.normalization.LayerNorm(input_size=6),
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=6))
     >>> x = torch.rand(1, 4, 3)
     >>> groups = discover_groups(model, x)
-    >>> ref = masked_reference(model, groups, {"linear_0": [0, 3]})
-    >>> _ = apply_removals(model, groups, {"linear_0": [0, 3]})
+    >>> ref = masked_reference(model, groups, {"0": [0, 3]})
+    >>> _ = apply_removals(model, groups, {"0": [0, 3]})
     >>> torch.allclose(ref(x), model(x), atol=1e-6)
     True
     """

@@ -15,6 +15,7 @@ Authors
 """
 
 import ctypes
+import functools
 import os
 import threading
 
@@ -120,8 +121,11 @@ class _Library:
         if self.lib.espeak_SetParameter(parameter, int(value), 0) != _EE_OK:
             raise EspeakError(f"espeak_SetParameter({parameter}) failed")
 
-    def synthesize(self, text):
+    def synthesize(self, text, seed):
         """Speak ``text`` with the current settings; int16 samples."""
+        # Breathy variants (f2, f3, f5, ...) mix in noise from a generator
+        # that the library seeds from the clock.
+        self.lib.espeak_ng_SetRandSeed(seed)
         self._chunks = []
         data = text.encode() + b"\0"
         status = self.lib.espeak_Synth(
@@ -167,7 +171,11 @@ def _declare(lib):
     lib.espeak_SetVoiceByName.restype = ctypes.c_int
     lib.espeak_GetCurrentVoice.argtypes = []
     lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_EspeakVoice)
-    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.argtypes = [
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
     lib.espeak_SetParameter.restype = ctypes.c_int
     lib.espeak_Synth.argtypes = [
         ctypes.c_char_p,
@@ -188,6 +196,8 @@ def _declare(lib):
         ctypes.c_int,
     ]
     lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    lib.espeak_ng_SetRandSeed.restype = None
 
 
 _LOCK = threading.RLock()
@@ -203,7 +213,10 @@ def _default_paths():
             "synthesis: pip install espeakng-loader"
         ) from err
     try:
-        return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+        return (
+            espeakng_loader.get_library_path(),
+            espeakng_loader.get_data_path(),
+        )
     except RuntimeError as err:
         raise EspeakError(f"espeakng-loader is incomplete: {err}") from err
 
@@ -236,11 +249,11 @@ class EspeakSynthesizer:
     call sets voice, rate and pitch afresh, so instances do not disturb each
     other, also across threads.
 
-    eSpeak NG's pitch "flutter" runs on across calls and cannot be reset,
-    so the same call gives slightly different samples (a few tens of
-    samples in length, the same words and voice) depending on what this
-    process synthesised before; a fixed sequence of calls in a fresh process
-    always gives identical audio.
+    eSpeak NG's pitch "flutter" (a slow wobble of the pitch) runs on across
+    calls and cannot be reset, so the same call gives slightly different
+    samples (same words and voice, lengths a few tens of samples apart)
+    depending on what the process synthesised before. A fixed sequence of
+    calls in a fresh process always gives identical audio.
 
     Arguments
     ---------
@@ -279,6 +292,7 @@ class EspeakSynthesizer:
         pitch=50,
         pitch_range=50,
         word_gap=0,
+        seed=0,
     ):
         """Speak ``text`` and return the waveform.
 
@@ -297,6 +311,8 @@ class EspeakSynthesizer:
             Intonation range, 0 (monotone) to 100.
         word_gap : int
             Extra pause between words, in units of 10 ms.
+        seed : int
+            Seed of eSpeak's noise generator, which breathy voices use.
 
         Returns
         -------
@@ -315,7 +331,7 @@ class EspeakSynthesizer:
             self._library.set_parameter(_PARAM_PITCH, pitch)
             self._library.set_parameter(_PARAM_RANGE, pitch_range)
             self._library.set_parameter(_PARAM_WORDGAP, word_gap)
-            samples = self._library.synthesize(text)
+            samples = self._library.synthesize(text, seed)
         waveform = samples.astype(np.float32) / 32768.0
         if self.sample_rate != self.native_sample_rate:
             waveform = _resample(
@@ -364,11 +380,17 @@ def _check_range(name, value, low, high):
 def _resample(waveform, orig_rate, new_rate):
     """Band-limited resampling of a 1-D float32 array."""
     import torch
-    import torchaudio.functional
 
     if len(waveform) == 0:
         return waveform
-    resampled = torchaudio.functional.resample(
-        torch.from_numpy(waveform), orig_rate, new_rate
-    )
+    with torch.no_grad():
+        resampled = _resampler(orig_rate, new_rate)(torch.from_numpy(waveform))
     return resampled.numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def _resampler(orig_rate, new_rate):
+    # The module computes its sinc kernel once, not on every call.
+    import torchaudio.transforms
+
+    return torchaudio.transforms.Resample(orig_rate, new_rate)

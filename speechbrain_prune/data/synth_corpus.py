@@ -228,7 +228,11 @@ def make_digits_corpus(
 
     for spk in speakers.values():
         spk["minutes"] = round(
-            sum(durations[u["id"]] for u in utterances if u["speaker"] == spk["id"])
+            sum(
+                durations[u["id"]]
+                for u in utterances
+                if u["speaker"] == spk["id"]
+            )
             / 60,
             3,
         )
@@ -446,7 +450,7 @@ def _plan_utterance(rng, params, split, spk_id, chapter, index):
         "rate_offset": rng.randint(-RATE_JITTER, RATE_JITTER),
         "level_db": rng.uniform(*LEVEL_RANGE_DB),
         "margins": [rng.uniform(*MARGIN_RANGE_S) for _ in range(2)],
-        "noise_seed": rng.getrandbits(32),
+        "noise_seed": rng.getrandbits(31),
     }
 
 
@@ -458,6 +462,7 @@ def _render(tts, speaker, utt, params):
         rate=speaker["rate"] + utt["rate_offset"],
         pitch=speaker["pitch"],
         pitch_range=speaker["range"],
+        seed=utt["noise_seed"],
     )
     peak = float(np.abs(wav).max()) if len(wav) else 0.0
     if peak == 0.0:

@@ -83,6 +83,17 @@ class Layout:
         mask[keep] = True
         return torch.nonzero(mask[self.channels()]).flatten()
 
+    def index_matrix(self):
+        """``(size, copies * repeat)`` positions of each channel.
+
+        Example
+        -------
+        >>> Layout(2, copies=2).index_matrix().tolist()
+        [[0, 2], [1, 3]]
+        """
+        n = self.copies * self.repeat
+        return torch.arange(self.size)[:, None] + self.size * torch.arange(n)
+
     def flattened(self, repeat):
         """The layout after a flatten with ``repeat`` leading bins."""
         return Layout(self.size, self.copies, self.repeat * repeat)

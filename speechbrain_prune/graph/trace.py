@@ -79,11 +79,11 @@ class GroupSet(OrderedDict):
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=8, input_size=4),
     ...     torch.nn.ReLU(),
-    ...     sb.nnet.linear.Linear(n_neurons=2),
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=8),
     ... )
     >>> groups = discover_groups(model, torch.rand(1, 5, 4))
     >>> [(g.id, g.size, g.prunable) for g in groups.values()]
-    [('linear_0', 8, True), ('linear_1', 2, False)]
+    [('0', 8, True), ('2', 2, False)]
     """
 
     def prunable(self):

@@ -16,6 +16,7 @@ import torch
 from speechbrain_prune.graph.group import CONSUMER, Member
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -72,6 +73,10 @@ class AttentionalDecoderHandler(ModuleHandler):
         with torch.no_grad():
             for lin in _enc_linears(module):
                 lin.weight[:, positions(member, removed)] = 0.0
+
+    def param_slices(self, module, member):
+        idx = channel_index(member, 0)
+        return [(lin.weight, 1, idx) for lin in _enc_linears(module)]
 
     def slot_size(self, module, member):
         return _enc_linears(module)[0].in_features

@@ -102,11 +102,30 @@ class ModuleHandler:
         """Current number of channels (producers) or columns (consumers)."""
         raise NotImplementedError
 
+    def param_slices(self, module, member):
+        """Parameters of ``member``, and where each channel sits in them.
+
+        Returns
+        -------
+        list of (torch.nn.Parameter, dim, index)
+            ``index`` is a LongTensor ``(channels, k)``: the ``k`` positions
+            on axis ``dim`` that belong to each group channel. Importance
+            scorers aggregate weights and gradients over these.
+        """
+        return []
+
     def remove_layer(self, module, index, ledger):
         """Removes one whole layer (depth pruning), where supported."""
         raise NotImplementedError(
             f"{type(module).__name__} has no removable layers"
         )
+
+
+def channel_index(member, size):
+    """``(size, k)`` positions per channel: the layout's, or one each."""
+    if member.layout is None:
+        return torch.arange(size)[:, None]
+    return member.layout.index_matrix()
 
 
 def positions(member, keep):

@@ -9,6 +9,7 @@ import speechbrain as sb
 from speechbrain_prune.graph.group import THROUGH, Member
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -35,11 +36,11 @@ class BatchNormHandler(ModuleHandler):
     >>> from speechbrain_prune.surgery import apply_removals
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=5, input_size=3),
-    ...     sb.nnet.normalization.BatchNorm1d(),
-    ...     sb.nnet.linear.Linear(n_neurons=2)).eval()
+    ...     sb.nnet.normalization.BatchNorm1d(input_size=5),
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=5)).eval()
     >>> groups = discover_groups(model, torch.rand(2, 4, 3))
-    >>> _ = apply_removals(model, groups, {"linear_0": [0, 1]})
-    >>> model.batchnorm1d.norm.running_var.shape
+    >>> _ = apply_removals(model, groups, {"0": [0, 1]})
+    >>> model["1"].norm.running_var.shape
     torch.Size([3])
     """
 
@@ -51,6 +52,11 @@ class BatchNormHandler(ModuleHandler):
 
     def prune(self, module, member, keep, ledger):
         slice_batchnorm(module.norm, positions(member, keep), ledger)
+
+    def param_slices(self, module, member):
+        idx = channel_index(member, 0)
+        bn = module.norm
+        return [(p, 0, idx) for p in (bn.weight, bn.bias) if p is not None]
 
     def slot_size(self, module, member):
         return module.norm.num_features

@@ -14,6 +14,7 @@ import torch
 from speechbrain_prune.graph.group import CONSUMER, PRODUCER, Member
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -32,7 +33,7 @@ class ConvHandler(ModuleHandler):
     >>> model = sb.nnet.containers.Sequential(conv, torch.nn.ReLU(),
     ...     sb.nnet.CNN.Conv2d(3, (3, 3), in_channels=4))
     >>> groups = discover_groups(model, torch.rand(1, 8, 6, 2))
-    >>> _ = apply_removals(model, groups, {"Conv2d_0": [1, 2]})
+    >>> _ = apply_removals(model, groups, {"0": [1, 2]})
     >>> conv.conv.weight.shape
     torch.Size([2, 2, 3, 3])
     """
@@ -81,6 +82,14 @@ class ConvHandler(ModuleHandler):
         if member.slot == "in":
             with torch.no_grad():
                 module.conv.weight[:, positions(member, removed)] = 0.0
+
+    def param_slices(self, module, member):
+        conv = module.conv
+        if member.slot == "out":
+            idx = channel_index(member, conv.out_channels)
+            out = [(conv.weight, 0, idx)]
+            return out + ([(conv.bias, 0, idx)] if conv.bias is not None else [])
+        return [(conv.weight, 1, channel_index(member, 0))]
 
     def slot_size(self, module, member):
         if member.slot == "out":

@@ -15,6 +15,7 @@ import torch
 from speechbrain_prune.graph.group import THROUGH, Member
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -83,11 +84,11 @@ class LayerNormHandler(ModuleHandler):
     >>> from speechbrain_prune.surgery import apply_removals
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=5, input_size=3),
-    ...     sb.nnet.normalization.LayerNorm(),
-    ...     sb.nnet.linear.Linear(n_neurons=2))
+    ...     sb.nnet.normalization.LayerNorm(input_size=5),
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=5))
     >>> groups = discover_groups(model, torch.rand(1, 4, 3))
-    >>> _ = apply_removals(model, groups, {"linear_0": [3]})
-    >>> model.layernorm.norm.normalized_shape
+    >>> _ = apply_removals(model, groups, {"0": [3]})
+    >>> model["1"].norm.normalized_shape
     (4,)
     """
 
@@ -115,6 +116,12 @@ class LayerNormHandler(ModuleHandler):
             return masked_layer_norm(args[0], norm, keep_pos)
 
         module.register_forward_hook(hook)
+
+    def param_slices(self, module, member):
+        norm = _inner(module)
+        dim = len(norm.normalized_shape) - 1
+        idx = channel_index(member, 0)
+        return [(p, dim, idx) for p in (norm.weight, norm.bias) if p is not None]
 
     def slot_size(self, module, member):
         return _inner(module).normalized_shape[-1]

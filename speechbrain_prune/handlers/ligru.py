@@ -24,6 +24,7 @@ from speechbrain_prune.graph.group import (
 )
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -47,7 +48,7 @@ class LiGRUHandler(ModuleHandler):
     >>> model = sb.nnet.containers.Sequential(
     ...     rnn, sb.nnet.linear.Linear(n_neurons=3, input_size=16))
     >>> groups = discover_groups(model, torch.rand(1, 5, 4))
-    >>> _ = apply_removals(model, groups, {"LiGRU_0.layer0": [1, 2, 3]})
+    >>> _ = apply_removals(model, groups, {"0.layer0": [1, 2, 3]})
     >>> rnn.rnn[0].u.weight.shape, rnn.rnn[1].w.weight.shape
     (torch.Size([10, 5]), torch.Size([16, 10]))
     """
@@ -124,6 +125,20 @@ class LiGRUHandler(ModuleHandler):
                 return masked_layer_norm(args[0], norm, keep_pos)
 
             norm.register_forward_hook(hook)
+
+    def param_slices(self, module, member):
+        kind, k = _slot(member)
+        layer = module.rnn[k]
+        if kind == "input":
+            return [(layer.w.weight, 1, channel_index(member, 0))]
+        h = layer.hidden_size
+        rows = torch.arange(h)[:, None] + h * torch.arange(2)
+        out = [(layer.w.weight, 0, rows), (layer.u.weight, 0, rows)]
+        out.append((layer.u.weight, 1, rows[:, :1]))
+        for p in (layer.norm.weight, layer.norm.bias):
+            if p is not None and p.requires_grad:
+                out.append((p, 0, rows))
+        return out
 
     def slot_size(self, module, member):
         kind, k = _slot(member)

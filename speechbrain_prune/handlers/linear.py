@@ -10,6 +10,7 @@ import torch
 from speechbrain_prune.graph.group import CONSUMER, PRODUCER, Member
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -34,10 +35,10 @@ class LinearHandler(ModuleHandler):
     >>> from speechbrain_prune.surgery import apply_removals
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=6, input_size=3),
-    ...     sb.nnet.linear.Linear(n_neurons=2))
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=6))
     >>> groups = discover_groups(model, torch.rand(1, 4, 3))
-    >>> _ = apply_removals(model, groups, {"linear_0": [0, 5]})
-    >>> model.linear_1.w.weight.shape
+    >>> _ = apply_removals(model, groups, {"0": [0, 5]})
+    >>> model["1"].w.weight.shape
     torch.Size([2, 4])
     """
 
@@ -69,6 +70,14 @@ class LinearHandler(ModuleHandler):
         if member.slot == "in":
             with torch.no_grad():
                 _inner(module).weight[:, positions(member, removed)] = 0.0
+
+    def param_slices(self, module, member):
+        lin = _inner(module)
+        if member.slot == "out":
+            idx = channel_index(member, lin.out_features)
+            out = [(lin.weight, 0, idx)]
+            return out + ([(lin.bias, 0, idx)] if lin.bias is not None else [])
+        return [(lin.weight, 1, channel_index(member, 0))]
 
     def slot_size(self, module, member):
         lin = _inner(module)

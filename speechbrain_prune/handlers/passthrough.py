@@ -41,9 +41,9 @@ class ElementwiseHandler(ModuleHandler):
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=3, input_size=2),
     ...     torch.nn.LeakyReLU(), torch.nn.Dropout(0.1),
-    ...     sb.nnet.linear.Linear(n_neurons=2))
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=3))
     >>> groups = discover_groups(model.eval(), torch.rand(1, 4, 2))
-    >>> groups["linear_0"].prunable
+    >>> groups["0"].prunable
     True
     """
 

@@ -22,6 +22,7 @@ from speechbrain_prune.graph.group import (
 )
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
+    channel_index,
     positions,
     register_handler,
 )
@@ -127,6 +128,7 @@ class RNNView:
                     index_of.get((k, base), [None, None]),
                     ledger,
                 )
+        new.train(self.inner.training)
         new.flatten_parameters()
         return new
 
@@ -150,8 +152,8 @@ class RNNHandler(ModuleHandler):
     ...     lstm, sb.nnet.linear.Linear(n_neurons=3, input_size=12))
     >>> groups = discover_groups(model, torch.rand(1, 5, 4))
     >>> [g.id for g in groups.prunable()]
-    ['LSTM_0.layer0', 'LSTM_0.layer1']
-    >>> _ = apply_removals(model, groups, {"LSTM_0.layer1": [0, 1]})
+    ['0.layer0', '0.layer1']
+    >>> _ = apply_removals(model, groups, {"0.layer1": [0, 1]})
     >>> type(lstm.rnn).__name__, model(torch.rand(1, 5, 4)).shape
     ('StackedRNN', torch.Size([1, 5, 3]))
     """
@@ -205,6 +207,22 @@ class RNNHandler(ModuleHandler):
         with torch.no_grad():
             for suffix in {s for _, s in view.names()}:
                 view.param(k, base, suffix)[:, cols] = 0.0
+
+    def param_slices(self, module, member):
+        view = RNNView(module.rnn)
+        kind, k = _slot(member)
+        suffixes = {s for _, s in view.names()}
+        if kind == "input":
+            idx = channel_index(member, 0)
+            return [(view.param(k, "weight_ih", s), 1, idx) for s in suffixes]
+        h = view.hidden(k)
+        rows = torch.arange(h)[:, None] + h * torch.arange(view.gates)
+        out = []
+        for base, s in view.names():
+            out.append((view.param(k, base, s), 0, rows))
+        for s in suffixes:
+            out.append((view.param(k, "weight_hh", s), 1, rows[:, :1]))
+        return out
 
     def slot_size(self, module, member):
         view = RNNView(module.rnn)

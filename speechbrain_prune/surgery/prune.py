@@ -64,10 +64,10 @@ def apply_removals(root, groups, removals, ledger=None):
     >>> from speechbrain_prune.graph import discover_groups
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=6, input_size=3),
-    ...     sb.nnet.linear.Linear(n_neurons=2))
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=6))
     >>> groups = discover_groups(model, torch.rand(1, 4, 3))
-    >>> ledger = apply_removals(model, groups, {"linear_0": [1, 4]})
-    >>> groups["linear_0"].size, len(ledger)
+    >>> ledger = apply_removals(model, groups, {"0": [1, 4]})
+    >>> groups["0"].size, len(ledger)
     (4, 3)
     """
     ledger = SliceLedger() if ledger is None else ledger

@@ -1,0 +1,67 @@
+"""Shared fixtures and builders for the test suite."""
+
+import os
+
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.lobes.models.CRDNN import CRDNN
+
+SHARED_DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"
+)
+
+RNNS = {"ligru": sb.nnet.RNN.LiGRU, "lstm": sb.nnet.RNN.LSTM,
+        "gru": sb.nnet.RNN.GRU}
+
+
+def build_crdnn(seed=0, n_feats=20, rnn="lstm", **kw):
+    """A small CRDNN with randomised norm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    opts = dict(
+        input_size=n_feats,
+        cnn_blocks=2,
+        cnn_channels=[6, 8],
+        inter_layer_pooling_size=[2, 2],
+        rnn_layers=2,
+        rnn_neurons=7,
+        rnn_bidirectional=True,
+        dnn_blocks=2,
+        dnn_neurons=9,
+        rnn_class=RNNS[rnn],
+    )
+    opts.update(kw)
+    model = CRDNN(**opts)
+    randomise_norms(model)
+    return model.eval()
+
+
+def randomise_norms(model):
+    """Non-trivial affine parameters and running statistics everywhere."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)):
+                if m.weight is not None:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.5, 0.5)
+                if isinstance(m, torch.nn.BatchNorm1d):
+                    m.running_mean.uniform_(-0.3, 0.3)
+                    m.running_var.uniform_(0.5, 1.5)
+
+
+def random_removals(groups, fraction, seed=0):
+    """Removes ``fraction`` of every prunable group, at random."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for group in groups.prunable():
+        n = min(group.size - 1, int(round(fraction * group.size)))
+        out[group.id] = torch.randperm(group.size, generator=g)[:n].sort()[0]
+    return out
+
+
+def shared_data(name):
+    """Path of a corpus in ../shared/data, or skip the test."""
+    path = os.path.abspath(os.path.join(SHARED_DATA, name))
+    if not os.path.isdir(path):
+        pytest.skip(f"{path} is absent (the shared corpora are not here)")
+    return path
