@@ -54,7 +54,7 @@ def random_removals(groups, fraction, seed=0):
     g = torch.Generator().manual_seed(seed)
     out = {}
     for group in groups.prunable():
-        n = min(group.size - 1, int(round(fraction * group.size)))
+        n = min(group.size - group.min_size, int(round(fraction * group.size)))
         out[group.id] = torch.randperm(group.size, generator=g)[:n].sort()[0]
     return out
 

@@ -34,6 +34,8 @@ _PARAM_PITCH = 3
 _PARAM_RANGE = 4
 _PARAM_WORDGAP = 7
 _PHONEMES_IPA = 0x02
+# Resampler inputs are zero-padded to a multiple of this many samples.
+_PAD_TO = 8192
 
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
@@ -383,9 +385,16 @@ def _resample(waveform, orig_rate, new_rate):
 
     if len(waveform) == 0:
         return waveform
+    length = -(-len(waveform) * new_rate // orig_rate)
+    # torch re-plans its convolution for every new input length, which
+    # costs ten times the convolution itself; zero padding to a few
+    # lengths avoids that and leaves the first ``length`` outputs as they
+    # are, since the resampler pads with zeros anyway.
+    padded = np.zeros(-(-len(waveform) // _PAD_TO) * _PAD_TO, np.float32)
+    padded[: len(waveform)] = waveform
     with torch.no_grad():
-        resampled = _resampler(orig_rate, new_rate)(torch.from_numpy(waveform))
-    return resampled.numpy()
+        resampled = _resampler(orig_rate, new_rate)(torch.from_numpy(padded))
+    return resampled[:length].numpy()
 
 
 @functools.lru_cache(maxsize=None)

@@ -163,6 +163,8 @@ class DependencyGroup:
         False when some use of the channels could not be traced.
     reasons : list of str
         Why the group is not prunable.
+    min_size : int
+        Fewest channels the group may keep (a layer may need more than 1).
 
     Example
     -------
@@ -178,6 +180,7 @@ class DependencyGroup:
     members: List[Member] = field(default_factory=list)
     prunable: bool = True
     reasons: List[str] = field(default_factory=list)
+    min_size: int = 1
 
     def add(self, member):
         """Adds a member unless the same slice is already there."""

@@ -54,6 +54,9 @@ class ConvHandler(ModuleHandler):
         if reasons:
             group.block(f"{name}: {reasons}")
         group.add(Member(name, PRODUCER, "out"))
+        if getattr(module, "unsqueeze", False):
+            # SpeechBrain squeezes a 1-channel output of such a conv away.
+            group.min_size = max(group.min_size, 2)
         return ctx.output(group)
 
     @staticmethod

@@ -10,7 +10,7 @@ from speechbrain_prune.handlers import handler_for
 from speechbrain_prune.surgery.ledger import SliceLedger
 
 
-def _as_index(removed, size, gid):
+def _as_index(removed, size, gid, min_size=1):
     idx = torch.as_tensor(removed, dtype=torch.long).flatten()
     if idx.numel() and (idx.min() < 0 or idx.max() >= size):
         raise ValueError(
@@ -19,10 +19,11 @@ def _as_index(removed, size, gid):
         )
     if len(set(idx.tolist())) != idx.numel():
         raise ValueError(f"Group {gid}: repeated removal indices")
-    if idx.numel() >= size:
+    if size - idx.numel() < min_size:
         raise ValueError(
-            f"Group {gid}: removing all {size} channels would cut the model; "
-            "keep at least one (or remove the layer as a whole)"
+            f"Group {gid}: removing {idx.numel()} of {size} channels leaves "
+            f"fewer than {min_size}, the fewest this layer can keep "
+            "(remove a whole layer instead)"
         )
     return idx
 
@@ -80,7 +81,9 @@ def apply_removals(root, groups, removals, ledger=None):
             raise ValueError(
                 f"Group {gid} may not be pruned: {'; '.join(group.reasons)}"
             )
-        checked.append((group, _as_index(removed, group.size, gid)))
+        checked.append(
+            (group, _as_index(removed, group.size, gid, group.min_size))
+        )
     for group, removed in checked:
         if removed.numel() == 0:
             continue
