@@ -219,6 +219,8 @@ class PruningPlan:
                 ]
                 lines.append(f"{i}: channels " + ", ".join(parts))
             else:
-                lines.append(f"{i}: remove {step['op']} {step['module']}"
-                             + (f"[{step['layer']}]" if "layer" in step else ""))
+                lines.append(
+                    f"{i}: remove {step['op']} {step['module']}"
+                    + (f"[{step['layer']}]" if "layer" in step else "")
+                )
         return "\n".join(lines)

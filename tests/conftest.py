@@ -11,8 +11,11 @@ SHARED_DATA = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"
 )
 
-RNNS = {"ligru": sb.nnet.RNN.LiGRU, "lstm": sb.nnet.RNN.LSTM,
-        "gru": sb.nnet.RNN.GRU}
+RNNS = {
+    "ligru": sb.nnet.RNN.LiGRU,
+    "lstm": sb.nnet.RNN.LSTM,
+    "gru": sb.nnet.RNN.GRU,
+}
 
 
 def build_crdnn(seed=0, n_feats=20, rnn="lstm", **kw):

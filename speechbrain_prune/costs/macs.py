@@ -85,8 +85,8 @@ def _rnn(m, args, out):
 @register_mac_counter(torch.nn.LSTMCell, torch.nn.GRUCell, torch.nn.RNNCell)
 def _cell(m, args, out):
     batch = args[0].shape[0] if args[0].dim() == 2 else 1
-    return batch * _GATES[type(m)] * m.hidden_size * (
-        m.input_size + m.hidden_size
+    return (
+        batch * _GATES[type(m)] * m.hidden_size * (m.input_size + m.hidden_size)
     )
 
 
@@ -109,8 +109,10 @@ def _attention_context(m, args, out):
 @register_mac_counter(sb.nnet.attention.KeyValueAttention)
 def _keyvalue_context(m, args, out):
     enc = args[0]
-    return enc.shape[0] * enc.shape[1] * (
-        m.key_linear.out_features + m.value_linear.out_features
+    return (
+        enc.shape[0]
+        * enc.shape[1]
+        * (m.key_linear.out_features + m.value_linear.out_features)
     )
 
 

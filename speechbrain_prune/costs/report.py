@@ -31,7 +31,8 @@ def cost_table(model, input_shape=None, run=None):
     for name, module, _ in hook_targets(model):
         params = sum(p.numel() for p in module.parameters())
         macs = sum(
-            v for k, v in counts.items()
+            v
+            for k, v in counts.items()
             if k == name or k.startswith(name + ".") or not name
         )
         if params or macs:
@@ -44,13 +45,13 @@ def format_cost_table(rows, title=None):
 
     Example
     -------
-    >>> print(format_cost_table([("a", "Linear", 10, 300),
-    ...                          ("b", "LSTM", 30, 100)]))
+    >>> print(format_cost_table([("a", "Linear", 10, 3000),
+    ...                          ("b", "LSTM", 30, 1000)]))
     | layer | type | params | MACs | share of MACs |
     |---|---|---:|---:|---:|
-    | a | Linear | 10 | 300 | 75.0 % |
-    | b | LSTM | 30 | 100 | 25.0 % |
-    | **total** | | 40 | 400 | 100 % |
+    | a | Linear | 10 | 3,000 | 75.0 % |
+    | b | LSTM | 30 | 1,000 | 25.0 % |
+    | **total** | | 40 | 4,000 | 100 % |
     """
     total_p = sum(r[2] for r in rows)
     total_m = sum(r[3] for r in rows)
@@ -61,8 +62,10 @@ def format_cost_table(rows, title=None):
     ]
     for name, kind, params, macs in rows:
         share = 100.0 * macs / total_m if total_m else 0.0
-        lines.append(f"| {name} | {kind} | {params} | {macs} | {share:.1f} % |")
-    lines.append(f"| **total** | | {total_p} | {total_m} | 100 % |")
+        lines.append(
+            f"| {name} | {kind} | {params:,} | {macs:,} | {share:.1f} % |"
+        )
+    lines.append(f"| **total** | | {total_p:,} | {total_m:,} | 100 % |")
     return "\n".join(lines)
 
 

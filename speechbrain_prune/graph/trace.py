@@ -123,7 +123,9 @@ class _Context:
             group = DependencyGroup(gid, size, kind)
             self.groups[gid] = group
         elif group.size != size:
-            raise RuntimeError(f"Group {gid} seen with sizes {group.size}, {size}")
+            raise RuntimeError(
+                f"Group {gid} seen with sizes {group.size}, {size}"
+            )
         return group
 
     def output(self, group, copies=1):
@@ -320,6 +322,8 @@ def discover_groups(root, run):
             sp.group.block("its output is returned by the traced forward")
     for g in ctx.groups.values():
         if not any(m.role == CONSUMER for m in g.members):
-            g.block("its channels leave the traced forward (no consumer: "
-                    "a model output)")
+            g.block(
+                "its channels leave the traced forward (no consumer: "
+                "a model output)"
+            )
     return ctx.groups

@@ -10,21 +10,20 @@ subclasses :class:`ModuleHandler` and registers it with
 :func:`register_handler`.
 """
 
+# Importing the modules fills the registry.
+from speechbrain_prune.handlers import (  # noqa: F401, E402, I001
+    attention_decoder,
+    batchnorm,
+    conv,
+    layernorm,
+    ligru,
+    linear,
+    passthrough,
+    rnn,
+)
 from speechbrain_prune.handlers.base import (  # noqa: F401
     ModuleHandler,
     handler_for,
     register_handler,
     registered_types,
-)
-
-# Importing the modules fills the registry.
-from speechbrain_prune.handlers import (  # noqa: F401, E402, I001
-    passthrough,
-    conv,
-    linear,
-    layernorm,
-    batchnorm,
-    rnn,
-    ligru,
-    attention_decoder,
 )

@@ -47,9 +47,7 @@ class ConvHandler(ModuleHandler):
             if reasons:
                 space.group.block(f"{name}: {reasons}")
             else:
-                ctx.consume(
-                    space, Member(name, CONSUMER, "in", space.layout)
-                )
+                ctx.consume(space, Member(name, CONSUMER, "in", space.layout))
         group = ctx.group(name, module.conv.out_channels, "conv")
         if reasons:
             group.block(f"{name}: {reasons}")
@@ -76,8 +74,9 @@ class ConvHandler(ModuleHandler):
             replace_tensor(conv, "bias", [keep], ledger)
             conv.out_channels = len(keep)
         else:
-            replace_tensor(conv, "weight", [None, positions(member, keep)],
-                           ledger)
+            replace_tensor(
+                conv, "weight", [None, positions(member, keep)], ledger
+            )
             conv.in_channels = len(member.layout.positions(keep))
             module.in_channels = conv.in_channels
 
@@ -91,11 +90,12 @@ class ConvHandler(ModuleHandler):
         if member.slot == "out":
             idx = channel_index(member, conv.out_channels)
             out = [(conv.weight, 0, idx)]
-            return out + ([(conv.bias, 0, idx)] if conv.bias is not None else [])
+            return out + (
+                [(conv.bias, 0, idx)] if conv.bias is not None else []
+            )
         return [(conv.weight, 1, channel_index(member, 0))]
 
     def slot_size(self, module, member):
         if member.slot == "out":
             return module.conv.out_channels
         return module.conv.in_channels
-

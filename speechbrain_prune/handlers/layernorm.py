@@ -121,7 +121,9 @@ class LayerNormHandler(ModuleHandler):
         norm = _inner(module)
         dim = len(norm.normalized_shape) - 1
         idx = channel_index(member, 0)
-        return [(p, dim, idx) for p in (norm.weight, norm.bias) if p is not None]
+        return [
+            (p, dim, idx) for p in (norm.weight, norm.bias) if p is not None
+        ]
 
     def slot_size(self, module, member):
         return _inner(module).normalized_shape[-1]

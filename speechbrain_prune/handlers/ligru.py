@@ -71,7 +71,10 @@ class LiGRUHandler(ModuleHandler):
             if previous is not None:
                 previous.add(
                     Member(
-                        name, CONSUMER, f"input.{k}", Layout(previous.size, dirs)
+                        name,
+                        CONSUMER,
+                        f"input.{k}",
+                        Layout(previous.size, dirs),
                     )
                 )
         return ctx.output(group, dirs)

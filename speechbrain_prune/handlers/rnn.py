@@ -102,7 +102,8 @@ class RNNView:
         if self.nonlinearity is not None:
             kwargs["nonlinearity"] = self.nonlinearity
         chained = all(
-            inputs[i] == self.dirs * hidden[i - 1] for i in range(1, len(layers))
+            inputs[i] == self.dirs * hidden[i - 1]
+            for i in range(1, len(layers))
         )
         if len(set(hidden)) == 1 and chained:
             new = self.cls(
@@ -231,8 +232,13 @@ class RNNHandler(ModuleHandler):
 
     def remove_layer(self, module, index, ledger):
         view = RNNView(module.rnn)
-        _check_removable(view.num_layers, index, view.input_size(index),
-                         view.dirs * view.hidden(index), module)
+        _check_removable(
+            view.num_layers,
+            index,
+            view.input_size(index),
+            view.dirs * view.hidden(index),
+            module,
+        )
         module.rnn = view.rebuild({}, ledger, drop_layer=index)
 
 

@@ -6,7 +6,6 @@ Authors
 
 import torch
 
-from speechbrain_prune.handlers import handler_for
 from speechbrain_prune.surgery.ledger import SliceLedger
 
 
@@ -71,6 +70,8 @@ def apply_removals(root, groups, removals, ledger=None):
     >>> groups["0"].size, len(ledger)
     (4, 3)
     """
+    from speechbrain_prune.handlers import handler_for
+
     ledger = SliceLedger() if ledger is None else ledger
     checked = []
     for gid, removed in removals.items():
@@ -114,11 +115,15 @@ def remove_rnn_layer(root, module_name, layer, ledger=None):
     >>> net.rnn.num_layers
     2
     """
+    from speechbrain_prune.handlers import handler_for
+
     ledger = SliceLedger() if ledger is None else ledger
     module = root.get_submodule(module_name)
     handler = handler_for(module)
     if handler is None:
-        raise TypeError(f"{module_name} ({type(module).__name__}) has no handler")
+        raise TypeError(
+            f"{module_name} ({type(module).__name__}) has no handler"
+        )
     handler.remove_layer(module, layer, ledger)
     return ledger
 

@@ -31,12 +31,20 @@ def prune_and_compare(model, x, fraction, seed=0, compare=None):
 
 
 CONFIGS = {
-    "1cnn-1rnn-1dnn": dict(cnn_blocks=1, cnn_channels=[5], rnn_layers=1,
-                           dnn_blocks=1, inter_layer_pooling_size=[2]),
+    "1cnn-1rnn-1dnn": dict(
+        cnn_blocks=1,
+        cnn_channels=[5],
+        rnn_layers=1,
+        dnn_blocks=1,
+        inter_layer_pooling_size=[2],
+    ),
     "2cnn-2rnn-2dnn": {},
-    "3cnn-time_pool": dict(cnn_blocks=3, cnn_channels=[4, 6, 5],
-                           inter_layer_pooling_size=[2, 1, 2],
-                           time_pooling=True),
+    "3cnn-time_pool": dict(
+        cnn_blocks=3,
+        cnn_channels=[4, 6, 5],
+        inter_layer_pooling_size=[2, 1, 2],
+        time_pooling=True,
+    ),
     "2d-pooling": dict(using_2d_pooling=True),
     "projection": dict(projection_dim=11),
     "re_init-4rnn-3dnn": dict(rnn_re_init=True, rnn_layers=4, dnn_blocks=3),
@@ -48,8 +56,9 @@ CONFIGS = {
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_crdnn_equals_masked_reference(rnn, bidirectional, config):
-    model = build_crdnn(rnn=rnn, rnn_bidirectional=bidirectional,
-                        **CONFIGS[config])
+    model = build_crdnn(
+        rnn=rnn, rnn_bidirectional=bidirectional, **CONFIGS[config]
+    )
     x = torch.rand(2, 16, 20)
     assert prune_and_compare(model, x, 0.4, seed=1) < ATOL
 
@@ -154,13 +163,17 @@ def test_training_mode_forward_backward_and_memory():
     model.train()
     out = model(x)
     out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters()
-               if p.requires_grad)
+    assert all(
+        p.grad is not None for p in model.parameters() if p.requires_grad
+    )
     params_after = sum(p.numel() for p in model.parameters())
     assert params_after < 0.5 * params_before
     # No hidden full-size copies: every tensor in the state has its new size.
-    state_numel = sum(v.numel() for k, v in model.state_dict().items()
-                      if "drop_mask" not in k and "num_batches" not in k)
+    state_numel = sum(
+        v.numel()
+        for k, v in model.state_dict().items()
+        if "drop_mask" not in k and "num_batches" not in k
+    )
     assert state_numel < 0.6 * params_before + 1000
 
 
@@ -170,13 +183,24 @@ def test_seq2seq_encoder_decoder_couplings():
     enc = build_crdnn(rnn="lstm")
     emb = sb.nnet.embedding.Embedding(num_embeddings=10, embedding_dim=4)
     dec = sb.nnet.RNN.AttentionalRNNDecoder(
-        "lstm", "location", 8, 6, 1, enc_dim=9, input_size=4,
-        channels=3, kernel_size=5,
+        "lstm",
+        "location",
+        8,
+        6,
+        1,
+        enc_dim=9,
+        input_size=4,
+        channels=3,
+        kernel_size=5,
     )
     modules = torch.nn.ModuleDict(
-        {"enc": enc, "emb": emb, "dec": dec,
-         "ctc_lin": sb.nnet.linear.Linear(n_neurons=10, input_size=9),
-         "seq_lin": sb.nnet.linear.Linear(n_neurons=10, input_size=8)}
+        {
+            "enc": enc,
+            "emb": emb,
+            "dec": dec,
+            "ctc_lin": sb.nnet.linear.Linear(n_neurons=10, input_size=9),
+            "seq_lin": sb.nnet.linear.Linear(n_neurons=10, input_size=8),
+        }
     ).eval()
     feats = torch.rand(2, 14, 20)
     tokens = torch.randint(0, 10, (2, 5))

@@ -17,8 +17,9 @@ def lstm_macs(steps, gates, sizes, dirs):
 def test_lstm_gru_formula():
     for cls, gates in [(sb.nnet.RNN.LSTM, 4), (sb.nnet.RNN.GRU, 3)]:
         for bi in (False, True):
-            net = cls(hidden_size=7, input_size=5, num_layers=3,
-                      bidirectional=bi)
+            net = cls(
+                hidden_size=7, input_size=5, num_layers=3, bidirectional=bi
+            )
             dirs = 2 if bi else 1
             expected = lstm_macs(
                 2 * 11, gates, [(5, 7), (7 * dirs, 7), (7 * dirs, 7)], dirs
@@ -27,23 +28,30 @@ def test_lstm_gru_formula():
 
 
 def test_ligru_formula():
-    net = sb.nnet.RNN.LiGRU(6, input_shape=(2, 9, 4), num_layers=2,
-                            bidirectional=True)
+    net = sb.nnet.RNN.LiGRU(
+        6, input_shape=(2, 9, 4), num_layers=2, bidirectional=True
+    )
     b, t, dirs, h = 2, 9, 2, 6
     per_layer = []
     for i in (4, 2 * h):
-        w = dirs * b * t * i * 2 * h        # input projection, both copies
-        u = dirs * b * t * h * 2 * h        # recurrent, every step
-        norm = dirs * b * t * 2 * h         # batch norm over 2H
+        w = dirs * b * t * i * 2 * h  # input projection, both copies
+        u = dirs * b * t * h * 2 * h  # recurrent, every step
+        norm = dirs * b * t * 2 * h  # batch norm over 2H
         per_layer.append(w + u + norm)
     assert count_macs(net, (b, t, 4)) == sum(per_layer)
 
 
 def test_crdnn_formula():
     """Whole CRDNN: conv, 2-D LayerNorm, LSTM, Linear, BatchNorm."""
-    model = build_crdnn(rnn="lstm", cnn_blocks=1, cnn_channels=[4],
-                        inter_layer_pooling_size=[2], rnn_layers=1,
-                        dnn_blocks=1, rnn_bidirectional=False)
+    model = build_crdnn(
+        rnn="lstm",
+        cnn_blocks=1,
+        cnn_channels=[4],
+        inter_layer_pooling_size=[2],
+        rnn_layers=1,
+        dnn_blocks=1,
+        rnn_bidirectional=False,
+    )
     b, t, f = 1, 10, 20
     conv1 = b * t * f * 4 * (1 * 9)
     conv2 = b * t * f * 4 * (4 * 9)
@@ -64,14 +72,14 @@ def test_attention_decoder_per_step():
         dec, run=lambda m: m(torch.rand(b, t_dec, 3), enc, torch.ones(b))
     )
     per_step = (
-        b * 4 * 8 * (3 + 6 + 8)       # LSTMCell on [input, context]
-        + b * 8 * 6                   # mlp_dec
-        + b * t_enc * 6 * 1           # mlp_attn
-        + b * t_enc * 5               # context product
-        + b * 5 * 6                   # mlp_out
-        + b * (8 + 6) * 8             # proj
+        b * 4 * 8 * (3 + 6 + 8)  # LSTMCell on [input, context]
+        + b * 8 * 6  # mlp_dec
+        + b * t_enc * 6 * 1  # mlp_attn
+        + b * t_enc * 5  # context product
+        + b * 5 * 6  # mlp_out
+        + b * (8 + 6) * 8  # proj
     )
-    once = b * t_enc * 5 * 6          # mlp_enc, precomputed
+    once = b * t_enc * 5 * 6  # mlp_enc, precomputed
     assert counts["attn.mlp_enc"] == once
     assert sum(counts.values()) == t_dec * per_step + once
 
@@ -90,8 +98,13 @@ def test_macs_drop_by_group_costs():
 
 
 def test_random_pruning_reduces_macs_by_expected_amount():
-    model = build_crdnn(rnn="lstm", cnn_channels=[10, 10], rnn_neurons=10,
-                        dnn_neurons=10, dnn_blocks=2)
+    model = build_crdnn(
+        rnn="lstm",
+        cnn_channels=[10, 10],
+        rnn_neurons=10,
+        dnn_neurons=10,
+        dnn_blocks=2,
+    )
     x = torch.rand(1, 12, 20)
     before = count_macs(model, run=x)
     groups = discover_groups(model, x)

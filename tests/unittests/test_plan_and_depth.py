@@ -61,8 +61,9 @@ def test_plan_that_does_not_fit_is_refused_before_changes():
         plan.apply(other)
     for k, v in other.state_dict().items():
         assert torch.equal(v, state[k])
-    missing = build_crdnn(rnn="lstm", cnn_blocks=1, cnn_channels=[6],
-                          inter_layer_pooling_size=[2])
+    missing = build_crdnn(
+        rnn="lstm", cnn_blocks=1, cnn_channels=[6], inter_layer_pooling_size=[2]
+    )
     with pytest.raises(PlanMismatchError, match="no module"):
         plan.apply(missing)
 
@@ -71,8 +72,9 @@ def test_non_uniform_lstm_widths_are_exact():
     """Layers pruned to different widths: the torch module becomes a stack
     of one-layer modules with identical numerics."""
     torch.manual_seed(0)
-    lstm = sb.nnet.RNN.LSTM(hidden_size=6, input_size=4, num_layers=3,
-                            bidirectional=True).eval()
+    lstm = sb.nnet.RNN.LSTM(
+        hidden_size=6, input_size=4, num_layers=3, bidirectional=True
+    ).eval()
     x = torch.rand(2, 5, 4)
     root = torch.nn.ModuleDict({"rnn": lstm})
     # Keeping all channels through a rebuild changes nothing.

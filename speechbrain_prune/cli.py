@@ -1,0 +1,140 @@
+"""Command line: ``speechbrain-prune <command>``.
+
+Commands
+--------
+report : per-layer cost table (params, MACs, share) and the dependency
+    groups of a model built from a HyperPyYAML file.
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+PRESETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hparams")
+
+
+def preset_path(name):
+    """Path of a YAML file: as given, or one of the bundled presets.
+
+    Example
+    -------
+    >>> os.path.basename(preset_path("timit_ctc_crdnn"))
+    'timit_ctc_crdnn.yaml'
+    """
+    if os.path.isfile(name):
+        return name
+    candidate = os.path.join(
+        PRESETS, name if name.endswith(".yaml") else name + ".yaml"
+    )
+    if os.path.isfile(candidate):
+        return candidate
+    known = sorted(f[:-5] for f in os.listdir(PRESETS) if f.endswith(".yaml"))
+    raise FileNotFoundError(
+        f"No YAML file {name!r}; give a path or one of the presets {known}"
+    )
+
+
+def load_module(yaml_path, key, overrides=None):
+    """Builds the YAML file and returns its entry ``key`` (a module)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(preset_path(yaml_path)) as f:
+        hparams = load_hyperpyyaml(f, overrides or {})
+    if key not in hparams:
+        modules = [
+            k for k, v in hparams.items() if isinstance(v, torch.nn.Module)
+        ]
+        raise KeyError(
+            f"{yaml_path} has no key {key!r}; modules there: {modules}"
+        )
+    return hparams[key], hparams
+
+
+def cmd_report(args):
+    from speechbrain_prune.costs.report import cost_table, format_cost_table
+    from speechbrain_prune.graph import discover_groups
+
+    module, hparams = load_module(args.hparams, args.module)
+    n_feats = args.n_feats or hparams.get("n_mels", 40)
+    shape = (args.batch, args.frames, n_feats)
+    module.eval()
+    x = torch.rand(*shape)
+
+    def run(m):
+        out = m
+        for name in args.chain.split(","):
+            out = m[name](x if out is m else out)
+        return out
+
+    forward = run if isinstance(module, torch.nn.ModuleDict) else x
+    rows = cost_table(module, run=forward)
+    title = (
+        f"{args.hparams} [{args.module}], input {tuple(shape)} "
+        f"({args.frames / 100:.1f} s of audio at 100 frames/s)"
+    )
+    print(format_cost_table(rows, title))
+    print()
+    groups = discover_groups(module, forward)
+    print(f"### Dependency groups ({len(groups.prunable())} prunable)")
+    print()
+    print(groups.describe())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="speechbrain-prune",
+        description="Structured pruning of SpeechBrain CRDNN models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="per-layer cost table and groups")
+    rep.add_argument(
+        "hparams",
+        nargs="?",
+        default="timit_ctc_crdnn",
+        help="YAML file or preset name (default: %(default)s)",
+    )
+    rep.add_argument(
+        "--module",
+        default="modules",
+        help="YAML key of the module (default: %(default)s)",
+    )
+    rep.add_argument(
+        "--chain",
+        default="model,output",
+        help="for a ModuleDict: keys applied in order",
+    )
+    rep.add_argument(
+        "--frames",
+        type=int,
+        default=1000,
+        help="input frames (100 per second; default 1000)",
+    )
+    rep.add_argument("--batch", type=int, default=1)
+    rep.add_argument(
+        "--n_feats",
+        type=int,
+        default=None,
+        help="features per frame (default: the YAML's n_mels)",
+    )
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``speechbrain-prune`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"speechbrain-prune: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
