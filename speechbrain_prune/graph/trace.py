@@ -86,6 +86,10 @@ class GroupSet(OrderedDict):
     [('0', 8, True), ('2', 2, False)]
     """
 
+    #: Top-level modules (of a ``ModuleDict`` root) with parameters that
+    #: the traced forward did not call.
+    untraced = ()
+
     def prunable(self):
         """Groups that may lose channels."""
         return [g for g in self.values() if g.prunable]
@@ -219,6 +223,9 @@ def record_calls(root, run):
         ``id(tensor) -> name of the outside operation``.
     result : object
         What ``run`` returned.
+    top_outputs : dict
+        ``name -> output tensor`` of each top-level module of a
+        ``ModuleDict`` root that was called.
     """
     if isinstance(run, torch.Tensor):
         example = run
@@ -246,6 +253,14 @@ def record_calls(root, run):
 
         return hook
 
+    top_outputs = {}
+    if isinstance(root, torch.nn.ModuleDict):
+        for name, module in root.items():
+
+            def top_hook(module, args, output, name=name):
+                top_outputs[name] = Call(name, module, args, {}, output)
+
+            handles.append(module.register_forward_hook(top_hook))
     for name, module, _ in targets:
         handles.append(
             module.register_forward_pre_hook(pre_hook, with_kwargs=True)
@@ -259,10 +274,11 @@ def record_calls(root, run):
     finally:
         for h in handles:
             h.remove()
-    return calls, state["escapes"], result
+    top = {k: c.main_output for k, c in top_outputs.items()}
+    return calls, state["escapes"], result, top
 
 
-def discover_groups(root, run):
+def discover_groups(root, run, couplings=None):
     """Finds all dependency groups of ``root`` from one forward pass.
 
     Arguments
@@ -272,6 +288,12 @@ def discover_groups(root, run):
     run : callable or torch.Tensor
         One forward pass: ``run(root)``, or an example input for
         ``root(input)``.
+    couplings : dict, optional
+        ``consumer -> producer``: top-level modules of a ``ModuleDict``
+        root whose coupling the traced forward does not show, because the
+        consumer is not called in it (e.g. a CTC head used only in some
+        epochs). The consumer is connected to the producer's output as if
+        it had been called on it.
 
     Returns
     -------
@@ -293,7 +315,25 @@ def discover_groups(root, run):
     DNN.block_0.linear [dense, 5]: its channels leave the traced forward
     (no consumer: a model output)
     """
-    calls, escapes, result = record_calls(root, run)
+    calls, escapes, result, top = record_calls(root, run)
+    couplings = dict(couplings or {})
+    top_names = list(root.keys()) if hasattr(root, "keys") else []
+    for consumer, producer in couplings.items():
+        for name in (consumer, producer):
+            if name not in top_names:
+                raise KeyError(
+                    f"couplings: {name!r} is not a top-level module; "
+                    f"modules: {top_names}"
+                )
+        if producer not in top:
+            raise ValueError(
+                f"couplings: producer {producer!r} was not called in the "
+                "traced forward, so its output is unknown"
+            )
+        if consumer not in top:
+            calls.append(
+                Call(consumer, root[consumer], (top[producer],), {}, None)
+            )
     ctx = _Context()
     for call in calls:
         handler = handler_for(call.module)
@@ -326,4 +366,12 @@ def discover_groups(root, run):
                 "its channels leave the traced forward (no consumer: "
                 "a model output)"
             )
+    if isinstance(root, torch.nn.ModuleDict):
+        ctx.groups.untraced = tuple(
+            name
+            for name, module in root.items()
+            if name not in top
+            and name not in couplings
+            and any(True for _ in module.parameters())
+        )
     return ctx.groups

@@ -257,3 +257,31 @@ def test_unknown_layer_is_reported_not_pruned():
     groups = discover_groups(model, torch.rand(1, 4, 3))
     assert not groups["0"].prunable
     assert "Mixer" in groups["0"].reasons[0]
+
+
+def test_declared_coupling_for_a_module_the_forward_skips():
+    """A CTC head that the traced forward does not call (stock seq2seq
+    recipes skip it after some epochs) is reported as untraced, and a
+    one-line declaration connects it."""
+    enc = build_crdnn(rnn="gru")
+    modules = torch.nn.ModuleDict(
+        {
+            "enc": enc,
+            "ctc_lin": sb.nnet.linear.Linear(n_neurons=4, input_size=9),
+            "seq_lin": sb.nnet.linear.Linear(n_neurons=4, input_size=9),
+        }
+    ).eval()
+
+    def run(m):
+        return m.seq_lin(m.enc(feats))
+
+    groups = discover_groups(modules, run)
+    assert groups.untraced == ("ctc_lin",)
+    groups = discover_groups(modules, run, couplings={"ctc_lin": "enc"})
+    assert groups.untraced == ()
+    gid = "enc.DNN.block_1.linear"
+    assert {m.module for m in groups[gid].consumers} == {"ctc_lin", "seq_lin"}
+    apply_removals(modules, groups, {gid: [0, 1]})
+    assert modules.ctc_lin(modules.enc(feats)).shape[-1] == 4
+    with pytest.raises(KeyError, match="not a top-level module"):
+        discover_groups(modules, run, couplings={"nope": "enc"})
