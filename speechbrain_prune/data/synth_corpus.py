@@ -20,7 +20,7 @@ needed, which makes the corpus the default data of tests and examples.
 in this layout, e.g. real recordings as well.
 
 Authors
- * speechbrain_prune contributors 2025
+ * speechbrain-prune team 2026
 """
 
 import csv
@@ -107,7 +107,7 @@ SAMPLE_RATE = 16000
 MANIFEST = "corpus.json"
 # Bump whenever the same parameters would give different files, so that
 # cached corpora are regenerated.
-_GENERATOR_VERSION = 1
+_GENERATOR_VERSION = 2
 _INCOMPLETE = ".incomplete"
 
 
@@ -175,6 +175,7 @@ def make_digits_corpus(
     {'train-clean-100': 2, 'dev-clean': 1, 'test-clean': 1}
     >>> sorted(os.listdir(os.path.join(tmp, "test-clean")))
     ['3001']
+    >>> shutil.rmtree(tmp)
     """
     params = _normalise(
         {
@@ -206,7 +207,7 @@ def make_digits_corpus(
     start = time.time()
     speakers, utterances = _plan(params)
     tts = _synthesizer()
-    durations = {}
+    seconds = {name: 0.0 for name in list(speakers) + list(SPLITS)}
     for utt in tqdm(
         utterances,
         desc="Synthesising digits corpus",
@@ -223,19 +224,12 @@ def make_digits_corpus(
             format="FLAC",
             subtype="PCM_16",
         )
-        durations[utt["id"]] = len(pcm) / SAMPLE_RATE
+        seconds[utt["speaker"]] += len(pcm) / SAMPLE_RATE
+        seconds[utt["split"]] += len(pcm) / SAMPLE_RATE
     _write_transcripts(out_dir, utterances)
 
     for spk in speakers.values():
-        spk["minutes"] = round(
-            sum(
-                durations[u["id"]]
-                for u in utterances
-                if u["speaker"] == spk["id"]
-            )
-            / 60,
-            3,
-        )
+        spk["minutes"] = round(seconds[spk["id"]] / 60, 3)
     _write_speakers_txt(out_dir, speakers)
     manifest = dict(key)
     manifest["espeak_version"] = tts.version
@@ -244,12 +238,7 @@ def make_digits_corpus(
         split: sum(u["split"] == split for u in utterances) for split in SPLITS
     }
     manifest["hours"] = {
-        split: round(
-            sum(durations[u["id"]] for u in utterances if u["split"] == split)
-            / 3600,
-            4,
-        )
-        for split in SPLITS
+        split: round(seconds[split] / 3600, 4) for split in SPLITS
     }
     manifest["seconds"] = round(time.time() - start, 2)
     # The manifest is written last and atomically: its presence certifies a
@@ -299,6 +288,7 @@ def prepare_csv(data_folder, save_folder, splits=SPLITS):
     >>> with open(csv_files["dev-clean"]) as f:
     ...     print(f.readline().strip())
     ID,duration,wav,spk_id,wrd
+    >>> shutil.rmtree(tmp)
     """
     os.makedirs(save_folder, exist_ok=True)
     csv_files = {}
