@@ -21,3 +21,11 @@ __all__ = [
     "discover_groups",
     "masked_reference",
 ]
+
+from speechbrain_prune.training import (  # noqa: E402
+    PruningBrain,
+    PruningCheckpointer,
+    Pruner,
+)
+
+__all__ += ["Pruner", "PruningBrain", "PruningCheckpointer"]

@@ -1,0 +1,513 @@
+"""``Pruner``: pruning stages run inside SpeechBrain's training loop.
+
+A ``Pruner`` is declared in a recipe's YAML (schedule, scorer, selection
+options). It reaches the Brain through the recipe's checkpointer (use
+:class:`~speechbrain_prune.training.PruningCheckpointer`, which hands it
+the Brain when SpeechBrain registers the Brain as a recoverable) or through
+:class:`~speechbrain_prune.training.PruningBrain` in code. At the start of
+each training epoch (``Brain._fit_train``) it runs the stages that are due:
+
+1. trace one training batch through the recipe's own ``compute_forward``
+   to find the dependency groups of ``brain.modules``;
+2. score every prunable channel with the scorer, on training batches, via
+   the recipe's own ``compute_objectives``;
+3. select the channels to remove so that the stage's MAC target is met;
+4. remove them (surgery), record the step in the plan, remap the
+   optimizer state, re-wrap DDP, log a table to the train log.
+
+The plan, the stages done and the random-number state are saved in every
+checkpoint, so a run killed at any point resumes with the pruned structure.
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import copy
+import fnmatch
+import itertools
+import logging
+import random
+
+import numpy as np
+import speechbrain as sb
+import torch
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+from torch.nn.parallel import DataParallel as DP
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from speechbrain_prune.costs import count_macs, count_params, group_costs
+from speechbrain_prune.graph import discover_groups
+from speechbrain_prune.plan import PruningPlan
+from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
+from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
+from speechbrain_prune.training.schedule import PruningSchedule
+
+logger = logging.getLogger(__name__)
+
+#: Key of the number of pruning steps in a checkpoint's metadata.
+PRUNING_STEPS = "pruning_steps"
+
+
+@register_checkpoint_hooks
+class Pruner:
+    """Pruning stages of a training run, declared in YAML.
+
+    Arguments
+    ---------
+    scorer : Scorer or str
+        Importance criterion (``!new:speechbrain_prune.scorers.TaylorScorer``
+        or a registered name such as ``"taylor"``).
+    target : float, optional
+        Final fraction of the unpruned model's MACs to remove (with
+        ``start_epoch``, ``n_stages``, ``every``, ``ramp``), or
+    stages : list of dict, optional
+        explicit stages ``[{epoch: 3, target: 0.3}, ...]``.
+    start_epoch, n_stages, every, ramp :
+        See :class:`PruningSchedule`.
+    selection : dict, optional
+        Options for :func:`speechbrain_prune.selection.select` (e.g.
+        ``protect``, ``min_keep_fraction``, ``round_to``, ``mode``,
+        ``normalization``, ``target_type``).
+    couplings : dict, optional
+        ``consumer -> producer`` top-level modules the traced forward does
+        not show (see :func:`discover_groups`).
+    ignore_untraced : list of str, optional
+        Top-level modules with parameters that take no part in training's
+        forward and do not read any prunable output (else an error).
+    reset_optimizer : bool
+        Drop the optimizer state of pruned parameters instead of slicing it.
+    recalibrate_batches : int
+        After surgery, re-estimate BatchNorm running statistics on this
+        many training batches (0: keep the sliced statistics).
+    scoring_batch_size : int, optional
+        Batch size of the scoring loader (default: the training loader's).
+    seed : int
+        Seeds the choice of scoring batches (and the random scorer).
+
+    Example
+    -------
+    >>> pruner = Pruner("magnitude", target=0.3, start_epoch=2)
+    >>> pruner.schedule.stages
+    [(2, 0.3)]
+    """
+
+    def __init__(
+        self,
+        scorer,
+        target=None,
+        stages=None,
+        start_epoch=1,
+        n_stages=1,
+        every=1,
+        ramp="cubic",
+        selection=None,
+        couplings=None,
+        ignore_untraced=(),
+        reset_optimizer=False,
+        recalibrate_batches=0,
+        scoring_batch_size=None,
+        seed=0,
+    ):
+        self.schedule = PruningSchedule(
+            stages=stages,
+            target=target,
+            start_epoch=start_epoch,
+            n_stages=n_stages,
+            every=every,
+            ramp=ramp,
+        )
+        self.scorer = (
+            scorer if isinstance(scorer, Scorer) else get_scorer(scorer)
+        )
+        self.selection = dict(selection or {})
+        self._check_selection_keys()
+        self.couplings = dict(couplings or {})
+        self.ignore_untraced = list(ignore_untraced)
+        self.reset_optimizer = bool(reset_optimizer)
+        self.recalibrate_batches = int(recalibrate_batches)
+        self.scoring_batch_size = scoring_batch_size
+        self.seed = int(seed)
+        self.brain = None
+        self.plan = PruningPlan()
+        self.done = []
+        self.base_macs = None
+        self.base_params = None
+        self.history = []
+        self._validated = False
+
+    # Attaching to a Brain ---------------------------------------------------
+    def attach(self, brain, checkpointer=None):
+        """Connects to ``brain``: checks the set-up, hooks the epoch start.
+
+        Everything that can be checked without data is checked here, when
+        the Brain is built, before any training time is spent.
+        """
+        if self.brain is brain:
+            return
+        if self.brain is not None:
+            raise RuntimeError("This Pruner is already attached to a Brain")
+        self.brain = brain
+        self._check_compiled(brain)
+        self._check_patterns(brain.modules)
+        checkpointer = checkpointer or brain.checkpointer
+        if checkpointer is not None:
+            put_first(checkpointer, "pruner", self)
+        original = brain._fit_train
+
+        def _fit_train(train_set, epoch, enable):
+            self.on_epoch_start(train_set, epoch)
+            return original(train_set, epoch, enable)
+
+        brain._fit_train = _fit_train
+
+    def _check_selection_keys(self):
+        import inspect
+
+        from speechbrain_prune.selection import select
+
+        known = set(inspect.signature(select).parameters)
+        known -= {
+            "groups",
+            "scores",
+            "costs",
+            "target",
+            "base_macs",
+            "root",
+            "run",
+        }
+        unknown = set(self.selection) - known
+        if unknown:
+            raise ValueError(
+                f"Unknown key(s) {sorted(unknown)} under the pruner's "
+                f"`selection`; known keys: {sorted(known)}"
+            )
+
+    @staticmethod
+    def _check_compiled(brain):
+        for flag, keys_attr, what in (
+            ("jit", "jit_module_keys", "--jit (torch.jit.script)"),
+            ("compile", "compile_module_keys", "--compile (torch.compile)"),
+        ):
+            if getattr(brain, flag, False):
+                keys = getattr(brain, keys_attr, None) or list(brain.modules)
+                raise ValueError(
+                    f"{what} would freeze modules {list(keys)} before the "
+                    "pruning stages change their shapes. Run the pruning "
+                    f"recipe without {what.split()[0]}, then script or "
+                    "compile the final, pruned model (see the README)."
+                )
+
+    def _check_patterns(self, modules):
+        names = [n for n, _ in modules.named_modules() if n]
+        for pattern in self.selection.get("protect", ()) or ():
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ValueError(
+                    f"selection.protect pattern {pattern!r} matches no module "
+                    f"of brain.modules (e.g. {names[:6]})"
+                )
+        for name in list(self.couplings) + list(self.couplings.values()):
+            if name not in modules:
+                raise ValueError(
+                    f"couplings: {name!r} is not in brain.modules "
+                    f"({list(modules)})"
+                )
+        for name in self.ignore_untraced:
+            if name not in modules:
+                raise ValueError(
+                    f"ignore_untraced: {name!r} is not in brain.modules "
+                    f"({list(modules)})"
+                )
+
+    # The epoch hook -----------------------------------------------------
+    def on_epoch_start(self, train_set, epoch):
+        """Runs the stages due at the start of ``epoch``."""
+        if not self._validated:
+            self._validate(train_set, epoch)
+        for index in self.schedule.due(epoch, self.done):
+            self.run_stage(index, train_set, epoch)
+
+    def _validate(self, train_set, epoch):
+        """Dry run before training: trace a batch, check groups and costs."""
+        with self._unwrapped() as root:
+            batch = self._reference_batch(train_set)
+            run = self._runner(batch)
+            scratch = copy.deepcopy(root)
+            groups = self._groups(scratch, run)
+            if not groups.prunable():
+                raise ValueError(
+                    "No prunable group in brain.modules:\n" + groups.describe()
+                )
+            if self.base_macs is None:
+                self.base_macs = count_macs(scratch, run=run)
+                self.base_params = count_params(root)
+        self._validated = True
+
+    # A stage --------------------------------------------------------------
+    def run_stage(self, index, train_set, epoch):
+        """Scores, selects and removes channels for stage ``index``."""
+        brain = self.brain
+        stage_epoch, target = self.schedule.stages[index]
+        brain.on_stage_start(sb.Stage.TRAIN, epoch)
+        with self._unwrapped() as root:
+            batch = self._reference_batch(train_set)
+            run = self._runner(batch)
+            # Tracing and counting run on a scratch copy: the forward runs in
+            # training mode there and may update statistics (normalisers).
+            scratch = copy.deepcopy(root)
+            groups = self._groups(scratch, run)
+            macs_before = count_macs(scratch, run=run)
+            params_before = count_params(root)
+            goal = (1.0 - target) * self.base_macs
+            sizes_before = {g.id: g.size for g in groups.values()}
+            removals = {}
+            if macs_before > goal:
+                fraction = 1.0 - goal / macs_before
+                batches = self._scoring_batches(train_set, index)
+                scores = self.scorer.score(
+                    root, groups, batches, brain_loss_fn(brain)
+                )
+                costs = group_costs(scratch, groups, run)
+                from speechbrain_prune.selection import select
+
+                removals = select(
+                    groups,
+                    scores,
+                    costs,
+                    target=fraction,
+                    base_macs=macs_before,
+                    root=scratch,
+                    run=run,
+                    **self.selection,
+                )
+                ledger = self.plan.prune(root, groups, removals)
+                for opt in optimizers_of(brain):
+                    remap_optimizer(
+                        opt, ledger, root.parameters(), self.reset_optimizer
+                    )
+                if self.recalibrate_batches:
+                    self._recalibrate(root, train_set, index)
+            macs_after = count_macs(copy.deepcopy(root), run=run)
+            params_after = count_params(root)
+        self.done.append(index)
+        record = {
+            "stage": index,
+            "epoch": epoch,
+            "target": target,
+            "scorer": type(self.scorer).__name__,
+            "macs_before": macs_before,
+            "macs_after": macs_after,
+            "params_before": params_before,
+            "params_after": params_after,
+            "base_macs": self.base_macs,
+            "groups": [
+                (gid, size - len(removals.get(gid, ())), size)
+                for gid, size in sizes_before.items()
+                if groups[gid].prunable
+            ],
+        }
+        self.history.append(record)
+        self._log(record)
+        return record
+
+    # Pieces -------------------------------------------------------------
+    def _runner(self, batch):
+        """``run(root)``: the recipe's training forward through ``root``.
+
+        ``brain.modules`` is swapped for ``root`` meanwhile, so copies of the
+        modules can be traced and counted. The forward runs in training
+        mode (a normaliser may have no statistics yet in eval mode) with the
+        random-number state forked, so only ``root`` is affected: give it
+        copies, never the live modules.
+        """
+        brain = self.brain
+
+        def run(root):
+            live = brain.modules
+            brain.modules = root
+            root.train()
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    return brain.compute_forward(batch, sb.Stage.TRAIN)
+            finally:
+                brain.modules = live
+
+        return run
+
+    def _groups(self, root, run):
+        groups = discover_groups(root, run, self.couplings)
+        untraced = [n for n in groups.untraced if n not in self.ignore_untraced]
+        if untraced:
+            raise ValueError(
+                f"Modules {untraced} take no part in the training forward "
+                "(compute_forward, Stage.TRAIN), so what they read cannot be "
+                "seen. If one reads another module's output, declare it under "
+                "the pruner's `couplings` ({consumer: producer}); if it reads "
+                "nothing prunable, list it under `ignore_untraced`."
+            )
+        return groups
+
+    def _loader(self, train_set, seed, batch_size=None):
+        """A seeded loader over the training data, apart from training's."""
+        dataset = getattr(train_set, "dataset", train_set)
+        if batch_size is None:
+            batch_size = (
+                self.scoring_batch_size
+                or getattr(train_set, "batch_size", None)
+                or 8
+            )
+        generator = torch.Generator().manual_seed(seed)
+        sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+        collate = getattr(train_set, "collate_fn", None)
+        if collate is None:
+            collate = sb.dataio.batch.PaddedBatch
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate
+        )
+
+    def _reference_batch(self, train_set):
+        """The same batch at every stage: MACs are compared on it."""
+        return next(iter(self._loader(train_set, self.seed)))
+
+    def _scoring_batches(self, train_set, index):
+        n = self.scorer.n_batches
+        loader = self._loader(train_set, self.seed + 1000 * (index + 1))
+        if (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
+            rank = torch.distributed.get_rank()
+            world = torch.distributed.get_world_size()
+            return list(itertools.islice(loader, rank, n * world, world))
+        return list(itertools.islice(loader, n))
+
+    def _recalibrate(self, root, train_set, index):
+        norms = [
+            m
+            for m in root.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        root.train()
+        loader = self._loader(train_set, self.seed + 7 + index)
+        with torch.no_grad():
+            for batch in itertools.islice(loader, self.recalibrate_batches):
+                self.brain.compute_forward(batch, sb.Stage.TRAIN)
+        for m in norms:
+            m.momentum = 0.1
+
+    class _Unwrapped:
+        def __init__(self, pruner):
+            self.pruner = pruner
+            self.wrapped = False
+
+        def __enter__(self):
+            modules = self.pruner.brain.modules
+            for name, module in list(modules.items()):
+                if isinstance(module, (DDP, DP)):
+                    modules[name] = module.module
+                    self.wrapped = True
+            return modules
+
+        def __exit__(self, *exc):
+            if self.wrapped:
+                self.pruner.brain._wrap_distributed()
+            return False
+
+    def _unwrapped(self):
+        """Context: ``brain.modules`` without DDP/DP wrappers, re-wrapped."""
+        return Pruner._Unwrapped(self)
+
+    def _log(self, record):
+        lines = [
+            f"Pruning stage {record['stage'] + 1}/{len(self.schedule.stages)} "
+            f"at epoch {record['epoch']} ({record['scorer']}, target "
+            f"{record['target']:.0%} fewer MACs than unpruned)",
+            "| group | kept / total |",
+            "|---|---:|",
+        ]
+        for gid, kept, total in record["groups"]:
+            lines.append(f"| {gid} | {kept} / {total} |")
+        base = record["base_macs"]
+        lines.append(
+            f"MACs {record['macs_before']:,} -> {record['macs_after']:,} "
+            f"({record['macs_after'] / base:.1%} of unpruned); params "
+            f"{record['params_before']:,} -> {record['params_after']:,}"
+        )
+        text = "\n".join(lines)
+        logger.info(text)
+        hparams = getattr(self.brain, "hparams", None)
+        train_logger = getattr(hparams, "train_logger", None)
+        save_file = getattr(train_logger, "save_file", None)
+        if save_file and sb.utils.distributed.if_main_process():
+            with open(save_file, "a") as f:
+                f.write(text + "\n")
+
+    # Checkpointing --------------------------------------------------------
+    @mark_as_saver
+    def _save(self, path):
+        torch.save(
+            {
+                "plan": self.plan.to_dict(),
+                "done": list(self.done),
+                "base_macs": self.base_macs,
+                "base_params": self.base_params,
+                "history": self.history,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                },
+            },
+            path,
+        )
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch=True):
+        state = torch.load(path, weights_only=False)
+        plan = PruningPlan.from_dict(state["plan"])
+        live = len(self.plan)
+        if len(plan) < live or plan.steps[:live] != self.plan.steps:
+            raise RuntimeError(
+                f"Checkpoint {path} holds another pruning structure ("
+                f"{len(plan)} steps) than the live model ({live} steps). "
+                "PruningCheckpointer only loads checkpoints of the live "
+                "structure or later; build a fresh model to load this one."
+            )
+        extra = PruningPlan(plan.steps[live:])
+        if len(extra) and self.brain is not None:
+            with self._unwrapped() as root:
+                ledger = extra.apply(root)
+                for opt in optimizers_of(self.brain):
+                    remap_optimizer(opt, ledger, root.parameters())
+        elif len(extra):
+            raise RuntimeError("The pruner must be attached before recovery")
+        self.plan = plan
+        self.done = list(state["done"])
+        self.base_macs = state["base_macs"]
+        self.base_params = state["base_params"]
+        self.history = list(state.get("history", []))
+        rng = state.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+
+
+def put_first(checkpointer, name, obj):
+    """Registers ``obj`` as the first recoverable: it loads before the rest.
+
+    The plan must resize the model before the model's weights load.
+    """
+    if checkpointer.recoverables.get(name) is not obj:
+        checkpointer.add_recoverable(name, obj)
+    items = [(name, obj)] + [
+        (k, v) for k, v in checkpointer.recoverables.items() if k != name
+    ]
+    checkpointer.recoverables.clear()
+    checkpointer.recoverables.update(items)

@@ -1,0 +1,144 @@
+"""When to prune and how much: stages as (epoch, cumulative target).
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+RAMPS = ("linear", "cubic")
+
+
+class PruningSchedule:
+    """Pruning stages: at the start of which epoch, down to which target.
+
+    Targets are cumulative fractions of the *unpruned* model's cost (MACs by
+    default) removed once the stage is done, so ``[0.1, 0.2, 0.3]`` prunes
+    a tenth of the original MACs at each of three stages.
+
+    Arguments
+    ---------
+    stages : list of dict, optional
+        Explicit stages, ``[{epoch: 3, target: 0.3}, ...]``.
+    target : float, optional
+        Final target; with ``start_epoch``, ``n_stages``, ``every`` and
+        ``ramp`` it generates the stages (one-shot when ``n_stages=1``).
+    start_epoch : int
+        Epoch (1-based, as SpeechBrain counts) whose start runs stage 1.
+    n_stages : int
+        Number of stages (iterative pruning).
+    every : int
+        Epochs between stages: the fine-tuning (weight update) in between.
+    ramp : str
+        ``cubic`` (AGP: prune fast first, slowly at the end) or ``linear``.
+
+    Example
+    -------
+    >>> PruningSchedule(target=0.3, start_epoch=2, n_stages=3).stages
+    [(2, 0.2111), (3, 0.2889), (4, 0.3)]
+    >>> PruningSchedule(stages=[{"epoch": 5, "target": 0.5}]).stages
+    [(5, 0.5)]
+    """
+
+    def __init__(
+        self,
+        stages=None,
+        target=None,
+        start_epoch=1,
+        n_stages=1,
+        every=1,
+        ramp="cubic",
+    ):
+        if stages is not None and target is not None:
+            raise ValueError(
+                "Give either `stages` or `target` (with `start_epoch`, "
+                "`n_stages`, `every`, `ramp`), not both"
+            )
+        if stages is None:
+            if target is None:
+                raise ValueError(
+                    "The pruning schedule needs `stages` or `target`"
+                )
+            stages = self._ramp(target, start_epoch, n_stages, every, ramp)
+        else:
+            stages = [self._parse(s) for s in stages]
+        epochs = [e for e, _ in stages]
+        targets = [t for _, t in stages]
+        if not stages:
+            raise ValueError("`stages` is empty: declare at least one stage")
+        if epochs != sorted(set(epochs)):
+            raise ValueError(
+                f"Stage epochs must increase strictly, got {epochs}"
+            )
+        if targets != sorted(targets):
+            raise ValueError(
+                f"Stage targets are cumulative and must not decrease, got "
+                f"{targets}"
+            )
+        for t in targets:
+            check_fraction(t, "target")
+        self.stages = stages
+
+    @staticmethod
+    def _parse(stage):
+        if isinstance(stage, dict):
+            unknown = set(stage) - {"epoch", "target"}
+            if unknown or "epoch" not in stage or "target" not in stage:
+                raise ValueError(
+                    f"A stage is {{epoch: E, target: T}}, got {stage}"
+                )
+            return int(stage["epoch"]), float(stage["target"])
+        epoch, target = stage
+        return int(epoch), float(target)
+
+    @staticmethod
+    def _ramp(target, start_epoch, n_stages, every, ramp):
+        check_fraction(target, "target")
+        if ramp not in RAMPS:
+            raise ValueError(f"Unknown ramp {ramp!r}; use one of {RAMPS}")
+        if int(n_stages) < 1 or int(every) < 1 or int(start_epoch) < 1:
+            raise ValueError("n_stages, every and start_epoch must be >= 1")
+        out = []
+        for k in range(1, int(n_stages) + 1):
+            frac = k / n_stages
+            done = frac if ramp == "linear" else 1 - (1 - frac) ** 3
+            out.append(
+                (
+                    int(start_epoch) + (k - 1) * int(every),
+                    round(target * done, 4),
+                )
+            )
+        return out
+
+    def due(self, epoch, done):
+        """Indices of stages due at the start of ``epoch`` not yet done."""
+        return [
+            i
+            for i, (e, _) in enumerate(self.stages)
+            if e <= epoch and i not in done
+        ]
+
+    def __repr__(self):
+        return f"PruningSchedule({self.stages})"
+
+
+def check_fraction(value, key):
+    """A fraction strictly between 0 and 1, or a clear error naming ``key``.
+
+    Example
+    -------
+    >>> check_fraction(0.3, "target")
+    0.3
+    >>> check_fraction(1.0, "target")
+    Traceback (most recent call last):
+    ...
+    ValueError: `target` must lie strictly between 0 and 1 (...), got 1.0
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{key}` must be a number, got {value!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(
+            f"`{key}` must lie strictly between 0 and 1 (a fraction to "
+            f"remove), got {value}"
+        )
+    return value

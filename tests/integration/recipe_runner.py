@@ -1,0 +1,80 @@
+"""Runs one of the project's recipes in-process, as its train.py would.
+
+The recipe files are imported, never edited: the tests drive
+``ASR``/``dataio_prepare``/``prepare_data`` exactly as the recipe's
+``__main__`` block does, so they can stop a run where they like.
+"""
+
+import importlib.util
+import os
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RECIPES = os.path.join(ROOT, "recipes", "LibriSpeech", "ASR")
+
+#: Tiny sizes: seconds per epoch on two CPU cores.
+TINY_CORPUS = "{n_train: 24, n_dev: 8, n_test: 8, seed: 3}"
+
+
+def recipe(kind):
+    """``(train.py module, hparams folder)`` of recipe ``CTC``/``seq2seq``."""
+    folder = os.path.join(RECIPES, kind)
+    spec = importlib.util.spec_from_file_location(
+        f"recipe_{kind}", os.path.join(folder, "train.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, os.path.join(folder, "hparams")
+
+
+def tiny_overrides(out, data, extra=None):
+    """Overrides that make a recipe tiny and keep its files in ``out``."""
+    o = {
+        "output_folder": str(out),
+        "embedded_data_folder": str(data),
+        "number_of_epochs": 4,
+        "batch_size": 4,
+    }
+    o.update(extra or {})
+    return o
+
+
+def build(kind, yaml_name, overrides, run_opts=None):
+    """Loads hparams, prepares data; returns ``(brain, hparams, datasets)``."""
+    module, hp_dir = recipe(kind)
+    with open(os.path.join(hp_dir, yaml_name)) as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    sb.create_experiment_directory(hparams["output_folder"])
+    module.prepare_data(hparams)
+    datasets, label_encoder = module.dataio_prepare(hparams)
+    brain = module.ASR(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=dict(run_opts or {}, device="cpu"),
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.label_encoder = label_encoder
+    return brain, hparams, datasets
+
+
+def fit(brain, hparams, datasets):
+    """``brain.fit`` with the recipe's loader options."""
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+
+def evaluate(brain, hparams, datasets):
+    """``brain.evaluate`` on the test set, best CER checkpoint."""
+    brain.evaluate(
+        datasets["test"],
+        min_key="CER",
+        test_loader_kwargs=hparams["test_dataloader_opts"],
+    )

@@ -1,0 +1,64 @@
+"""Recipes whose train.py knows nothing of pruning gain pruning stages from
+their YAML file alone; runs resume after a kill at any point."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from recipe_runner import (
+    RECIPES,
+    TINY_CORPUS,
+    build,
+    evaluate,
+    fit,
+    tiny_overrides,
+)
+
+from speechbrain_prune.costs import count_macs
+from speechbrain_prune.training.pruner import PRUNING_STEPS
+
+
+def _pruner_state(save_folder):
+    ckpts = sorted(
+        d for d in os.listdir(save_folder) if d.startswith("CKPT")
+    )
+    states = []
+    for d in ckpts:
+        path = os.path.join(save_folder, d, "pruner.ckpt")
+        states.append(torch.load(path, weights_only=False))
+    return states
+
+
+@pytest.mark.parametrize("kind", ["CTC", "seq2seq"])
+def test_recipe_gains_pruning_from_yaml(kind, tmp_path):
+    """train.py run as a script; the pruning stage is declared in YAML."""
+    out, data = tmp_path / "out", tmp_path / "data"
+    cmd = [
+        sys.executable,
+        os.path.join(RECIPES, kind, "train.py"),
+        os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml"),
+        f"--output_folder={out}",
+        f"--embedded_data_folder={data}",
+        f"--embedded_corpus={TINY_CORPUS}",
+        "--number_of_epochs=3",
+        "--batch_size=4",
+        "--device=cpu",
+    ]
+    cmd += ["--prune_start_epoch=2", "--prune_target=0.4"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = (out / "train_log.txt").read_text()
+    assert "Pruning stage 1/1 at epoch 2" in log
+    assert "epoch: 3" in log  # training went on after the stage
+    assert "test WER" in log  # the final test stage ran
+    assert "WER" in (out / "wer_test.txt").read_text()
+    final = _pruner_state(out / "save")[-1]
+    (record,) = final["history"]
+    target = 0.4
+    ratio = record["macs_after"] / record["base_macs"]
+    assert ratio <= 1 - target + 0.02, ratio
+    assert ratio >= 1 - target - 0.1, ratio
