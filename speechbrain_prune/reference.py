@@ -11,11 +11,10 @@ Authors
  * speechbrain-prune team 2026
 """
 
-import copy
-
 import torch
 
 from speechbrain_prune.handlers import handler_for
+from speechbrain_prune.utils import copy_module
 
 
 def masked_reference(root, groups, removals):
@@ -51,7 +50,7 @@ def masked_reference(root, groups, removals):
     >>> torch.allclose(ref(x), model(x), atol=1e-6)
     True
     """
-    ref = copy.deepcopy(root)
+    ref = copy_module(root)
     for gid, removed in removals.items():
         removed = torch.as_tensor(removed, dtype=torch.long)
         if removed.numel() == 0:

@@ -242,6 +242,7 @@ def group_costs(root, groups, run):
     {'0': {'macs': 20, 'params': 6}}
     """
     from speechbrain_prune.surgery import apply_removals
+    from speechbrain_prune.utils import copy_module
 
     run = _runner(root, None, run)
     base_macs = count_macs(root, run=run)
@@ -251,7 +252,7 @@ def group_costs(root, groups, run):
         if group.size < 2:
             out[group.id] = {"macs": 0, "params": 0}
             continue
-        clone = copy.deepcopy(root)
+        clone = copy_module(root)
         g = copy.deepcopy(group)
         apply_removals(clone, {g.id: g}, {g.id: [group.size - 1]})
         out[group.id] = {

@@ -22,7 +22,6 @@ Authors
  * speechbrain-prune team 2026
 """
 
-import copy
 import fnmatch
 import itertools
 import logging
@@ -45,6 +44,7 @@ from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
 from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
 from speechbrain_prune.training.schedule import PruningSchedule
+from speechbrain_prune.utils import copy_module
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class Pruner:
         with self._unwrapped() as root:
             batch = self._reference_batch(train_set)
             run = self._runner(batch)
-            scratch = copy.deepcopy(root)
+            scratch = copy_module(root)
             groups = self._groups(scratch, run)
             if not groups.prunable():
                 raise ValueError(
@@ -257,7 +257,7 @@ class Pruner:
             run = self._runner(batch)
             # Tracing and counting run on a scratch copy: the forward runs in
             # training mode there and may update statistics (normalisers).
-            scratch = copy.deepcopy(root)
+            scratch = copy_module(root)
             groups = self._groups(scratch, run)
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
@@ -290,7 +290,7 @@ class Pruner:
                     )
                 if self.recalibrate_batches:
                     self._recalibrate(root, train_set, index)
-            macs_after = count_macs(copy.deepcopy(root), run=run)
+            macs_after = count_macs(copy_module(root), run=run)
             params_after = count_params(root)
         self.done.append(index)
         record = {
