@@ -364,8 +364,15 @@ class Pruner:
         collate = getattr(train_set, "collate_fn", None)
         if collate is None:
             collate = sb.dataio.batch.PaddedBatch
+        # Its own generator: iterating it must not draw from the global
+        # random state, or a resumed run would diverge from an uninterrupted
+        # one (torch draws a base seed per iterator from the generator).
         return torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            generator=generator,
         )
 
     def _reference_batch(self, train_set):

@@ -15,7 +15,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RECIPES = os.path.join(ROOT, "recipes", "LibriSpeech", "ASR")
 
 #: Tiny sizes: seconds per epoch on two CPU cores.
-TINY_CORPUS = "{n_train: 24, n_dev: 8, n_test: 8, seed: 3}"
+TINY_CORPUS = {"n_train": 24, "n_dev": 8, "n_test": 8, "seed": 3}
+#: The same as a command-line override.
+TINY_CORPUS_ARG = "{n_train: 24, n_dev: 8, n_test: 8, seed: 3}"
 
 
 def recipe(kind):

@@ -9,15 +9,8 @@ import pytest
 import torch
 from recipe_runner import (
     RECIPES,
-    TINY_CORPUS,
-    build,
-    evaluate,
-    fit,
-    tiny_overrides,
+    TINY_CORPUS_ARG,
 )
-
-from speechbrain_prune.costs import count_macs
-from speechbrain_prune.training.pruner import PRUNING_STEPS
 
 
 def _pruner_state(save_folder):
@@ -41,7 +34,7 @@ def test_recipe_gains_pruning_from_yaml(kind, tmp_path):
         os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml"),
         f"--output_folder={out}",
         f"--embedded_data_folder={data}",
-        f"--embedded_corpus={TINY_CORPUS}",
+        f"--embedded_corpus={TINY_CORPUS_ARG}",
         "--number_of_epochs=3",
         "--batch_size=4",
         "--device=cpu",
