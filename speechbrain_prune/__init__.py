@@ -23,9 +23,9 @@ __all__ = [
 ]
 
 from speechbrain_prune.training import (  # noqa: E402
+    Pruner,
     PruningBrain,
     PruningCheckpointer,
-    Pruner,
 )
 
 __all__ += ["Pruner", "PruningBrain", "PruningCheckpointer"]

@@ -1,0 +1,994 @@
+"""Which channels go: importance scores ranked under a compute budget.
+
+Given per-channel scores of the prunable groups, a :class:`Selector`
+chooses the channels to remove so that a target is met with the least
+damage:
+
+- targets: a fraction of MACs (default), of parameters, or of latency (from
+  a measured table, see :mod:`speechbrain_prune.costs.latency`) to remove,
+  or a ratio of channels per layer;
+- ranking: global across groups (scores optionally normalised per group)
+  or uniform (every group loses the same fraction); cost-aware ranking
+  orders removals by importance per unit of cost saved;
+- constraints: keep at least ``min_keep`` channels and ``min_keep_fraction``
+  of each group, keep widths multiple of ``round_to``, leave the groups of
+  modules matching ``protect`` untouched.
+
+The cost of a channel depends on the widths of its neighbours (a conv
+channel costs less once the next conv is narrower), so a global selection
+runs in rounds: a greedy pass with the current per-channel costs, then an
+exact count on a pruned copy, then costs measured again at the new widths,
+until the target is met. Per-channel costs at fixed widths add up to at
+least the true saving, so the count approaches the target from below and
+the last round overshoots it by at most one removal step (``round_to``
+channels of one group): that is the granularity of the result.
+
+Errors in the options (unknown values, a target outside (0, 1), a pattern
+matching no module, a budget the constraints cannot meet) raise
+:class:`SelectionError` naming the key to change. :meth:`Selector.check`
+finds all of them before any scoring or training time is spent.
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import copy
+import fnmatch
+import heapq
+import itertools
+import math
+
+import torch
+
+from speechbrain_prune.costs.macs import count_macs, count_params, group_costs
+from speechbrain_prune.handlers import ModuleHandler, handler_for
+from speechbrain_prune.scorers.base import ScoreError
+from speechbrain_prune.surgery.ledger import SliceLedger
+from speechbrain_prune.surgery.prune import (
+    apply_removals,
+    remove_block,
+    remove_rnn_layer,
+)
+
+TARGET_TYPES = ("macs", "params", "latency", "layer_ratio")
+NORMALIZATIONS = ("none", "mean", "max", "l2")
+MODES = ("global", "uniform")
+COSTS = ("macs", "params", "latency")
+
+
+class SelectionError(ValueError):
+    """The selection options cannot be honoured; the message names the key."""
+
+
+def removal_steps(size, min_keep=1, min_keep_fraction=0.0, round_to=1):
+    """Allowed numbers of removed channels of a group, increasing.
+
+    Kept widths are multiples of ``round_to`` and at least
+    ``max(min_keep, ceil(min_keep_fraction * size))`` (rounded up to a
+    multiple of ``round_to``).
+
+    Example
+    -------
+    >>> removal_steps(10, round_to=4)
+    [2, 6]
+    >>> removal_steps(10, min_keep_fraction=0.5)
+    [1, 2, 3, 4, 5]
+    """
+    floor = max(int(min_keep), math.ceil(min_keep_fraction * size - 1e-9), 1)
+    floor = math.ceil(floor / round_to) * round_to
+    return [
+        size - w for w in range(size - 1, floor - 1, -1) if w % round_to == 0
+    ]
+
+
+def normalize_scores(scores, how):
+    """Per-group normalisation so that groups compare in a global ranking.
+
+    ``none``; ``mean``, ``max``: divide by the group's mean or maximum;
+    ``l2``: divide by the group's L2 norm.
+
+    Example
+    -------
+    >>> normalize_scores(torch.tensor([1.0, 3.0]), "max").tolist()
+    [0.3333333432674408, 1.0]
+    """
+    s = scores
+    if how == "none":
+        return s
+    if how == "mean":
+        d = s.mean()
+    elif how == "max":
+        d = s.abs().max()
+    else:
+        d = s.norm()
+    return s / d if d > 0 else s
+
+
+class Selector:
+    """Chooses the channels to remove from scores, under a budget.
+
+    All arguments are plain values, so a recipe declares it in YAML::
+
+        pruning_selector: !new:speechbrain_prune.selection.Selector
+            target: 0.3
+            target_type: macs
+            round_to: 8
+            protect: ["*.CNN.block_0.*"]
+
+    Arguments
+    ---------
+    target : float or dict
+        Fraction to remove, in (0, 1), of MACs, parameters or latency; for
+        ``target_type="layer_ratio"`` the fraction of channels each group
+        loses, or a dict ``pattern -> fraction`` (first matching pattern
+        wins; groups no pattern matches keep their width).
+    target_type : str
+        ``macs`` (default), ``params``, ``latency`` or ``layer_ratio``.
+    normalization : str
+        Per-group score normalisation before a global ranking: ``none``,
+        ``mean``, ``max`` or ``l2``.
+    mode : str
+        ``global`` (one ranking across groups) or ``uniform`` (every group
+        loses the same fraction, chosen to meet the target).
+    cost_aware : bool
+        Rank by importance per unit of cost saved, rather than importance.
+    cost : str, optional
+        What a removal saves for the cost-aware ranking: ``macs``,
+        ``params`` or ``latency``; by default the ``target_type``.
+    min_keep : int
+        Channels every group keeps at least.
+    min_keep_fraction : float
+        Fraction of its channels every group keeps at least.
+    round_to : int
+        Kept widths are multiples of it (GPU-friendly shapes).
+    protect : list of str
+        ``fnmatch`` patterns; a group whose id or any member module matches
+        is left untouched (a protected module keeps all its shapes). Each
+        pattern must match some module or group.
+    latency_table : str or dict, optional
+        A table from ``python -m speechbrain_prune.costs.latency`` (path or
+        loaded), for ``latency`` targets or costs.
+    seed : int
+        Breaks ties between equal scores, reproducibly.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> from speechbrain_prune.graph import discover_groups
+    >>> model = sb.nnet.containers.Sequential(
+    ...     sb.nnet.linear.Linear(n_neurons=8, input_size=4),
+    ...     sb.nnet.linear.Linear(n_neurons=8, input_size=8),
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=8))
+    >>> x = torch.rand(1, 10, 4)
+    >>> groups = discover_groups(model, x)
+    >>> scores = {"0": torch.arange(8.0), "1": torch.arange(8.0) + 4}
+    >>> selector = Selector(target=0.4, round_to=2)
+    >>> removed = selector.select(model, groups, scores, run=x)
+    >>> {gid: r.tolist() for gid, r in removed.items()}
+    {'0': [0, 1, 2, 3]}
+    >>> selector.report["base"], round(selector.report["achieved"], 3)
+    (1120.0, 0.429)
+    """
+
+    def __init__(
+        self,
+        target=0.3,
+        target_type="macs",
+        normalization="none",
+        mode="global",
+        cost_aware=True,
+        cost=None,
+        min_keep=1,
+        min_keep_fraction=0.0,
+        round_to=1,
+        protect=(),
+        latency_table=None,
+        seed=0,
+    ):
+        _one_of("target_type", target_type, TARGET_TYPES)
+        _one_of("normalization", normalization, NORMALIZATIONS)
+        _one_of("mode", mode, MODES)
+        cost = cost or (target_type if target_type in COSTS else "macs")
+        _one_of("cost", cost, COSTS)
+        if target_type == "layer_ratio":
+            ratios = target if isinstance(target, dict) else {"*": target}
+            for pattern, r in ratios.items():
+                _fraction("target", r, low_inclusive=True)
+        else:
+            _fraction("target", target)
+        if int(min_keep) < 1 or int(min_keep) != min_keep:
+            raise SelectionError(
+                f"`min_keep` must be an integer >= 1, got {min_keep!r}"
+            )
+        _fraction("min_keep_fraction", min_keep_fraction, low_inclusive=True)
+        if int(round_to) < 1 or int(round_to) != round_to:
+            raise SelectionError(
+                f"`round_to` must be an integer >= 1, got {round_to!r}"
+            )
+        if isinstance(protect, str):
+            protect = [protect]
+        if "latency" in (target_type, cost) and latency_table is None:
+            raise SelectionError(
+                "A latency target or cost needs `latency_table` (build one "
+                "with `python -m speechbrain_prune.costs.latency`)"
+            )
+        self.target = target
+        self.target_type = target_type
+        self.normalization = normalization
+        self.mode = mode
+        self.cost_aware = bool(cost_aware)
+        self.cost = cost
+        self.min_keep = int(min_keep)
+        self.min_keep_fraction = float(min_keep_fraction)
+        self.round_to = int(round_to)
+        self.protect = list(protect or ())
+        self.latency_table = latency_table
+        self.seed = int(seed)
+        self._latency = None
+        self.report = {}
+
+    # Checks -----------------------------------------------------------------
+    def candidates(self, root, groups):
+        """``group id -> allowed removal counts`` of the groups that may go.
+
+        Raises :class:`SelectionError` for a ``protect`` pattern matching
+        no module and no group.
+        """
+        names = set(groups)
+        for g in groups.values():
+            names.update(g.modules())
+        if root is not None:
+            names.update(n for n, _ in root.named_modules() if n)
+        for pattern in self.protect:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise SelectionError(
+                    f"`protect` pattern {pattern!r} matches no module; "
+                    f"names look like {sorted(names)[:4]}"
+                )
+        out = {}
+        for g in groups.values():
+            if not g.prunable or self._protected(g):
+                continue
+            # A layer may need more than one channel (``min_size``).
+            floor = max(self.min_keep, getattr(g, "min_size", 1))
+            steps = removal_steps(
+                g.size, floor, self.min_keep_fraction, self.round_to
+            )
+            if steps:
+                out[g.id] = steps
+        return out
+
+    def _protected(self, group):
+        names = [group.id] + group.modules()
+        return any(
+            fnmatch.fnmatchcase(n, p) for p in self.protect for n in names
+        )
+
+    def check(self, root, groups, run=None):
+        """Raises :class:`SelectionError` now if the options cannot work.
+
+        Call it right after discovering the groups, before any scoring or
+        training: it checks the ``protect`` patterns, that some group may
+        lose channels, and that removing everything the constraints allow
+        reaches the target.
+
+        Returns
+        -------
+        float
+            The largest fraction the constraints allow to remove (1.0 for
+            ``layer_ratio``).
+        """
+        cands = self.candidates(root, groups)
+        if not cands:
+            raise SelectionError(
+                "No group may lose a channel under the constraints; relax "
+                "`protect`, `min_keep`, `min_keep_fraction` or `round_to`"
+            )
+        if self.target_type == "layer_ratio":
+            self._ratios(groups, cands)
+            return 1.0
+        meter = self._meter(root, groups, run, None, None)
+        most = {gid: steps[-1] for gid, steps in cands.items()}
+        best = meter.saved_fraction(most)
+        if best < self.target:
+            raise SelectionError(
+                f"Cannot remove {self.target:.1%} of the {self.target_type} "
+                f"(`target`): the constraints allow at most {best:.1%}; "
+                "lower `target` or relax `min_keep`, `min_keep_fraction`, "
+                "`round_to` or `protect`"
+            )
+        return best
+
+    # Selection ----------------------------------------------------------------
+    def select(self, root, groups, scores, run=None, costs=None, base=None):
+        """Channels to remove, per group.
+
+        Arguments
+        ---------
+        root : torch.nn.Module or None
+            The traced root; needed for exact counts (without it, costs
+            are taken as additive: ``costs`` and ``base`` are required).
+        groups : GroupSet
+            Its groups.
+        scores : dict
+            ``group id -> importance per channel`` (a scorer's output).
+        run : callable or torch.Tensor, optional
+            One forward pass, for MAC counts.
+        costs : dict, optional
+            ``group id -> {"macs": ..., "params": ...}`` per channel at the
+            current widths (:func:`group_costs`), to skip measuring them.
+        base : float, optional
+            Total MACs / parameters of the model (without ``root``).
+
+        Returns
+        -------
+        dict
+            ``group id -> sorted LongTensor of removed channels`` (groups
+            that lose nothing are left out). ``self.report`` holds the
+            base, achieved fraction and number of rounds.
+        """
+        cands = self.candidates(root, groups)
+        if not cands:
+            raise SelectionError(
+                "No group may lose a channel under the constraints; relax "
+                "`protect`, `min_keep`, `min_keep_fraction` or `round_to`"
+            )
+        orders, values = self._rank(groups, scores, cands)
+        if self.target_type == "layer_ratio":
+            counts = self._ratios(groups, cands)
+            self.report = {"target_type": "layer_ratio", "rounds": 0}
+            return _removals(orders, counts)
+        meter = self._meter(root, groups, run, costs, base)
+        if self.mode == "uniform":
+            counts = self._uniform(cands, meter)
+        else:
+            counts = self._global(cands, orders, values, meter)
+        return _removals(orders, counts)
+
+    def _rank(self, groups, scores, cands):
+        """Channel order (least important first) and normalised scores."""
+        orders, values = {}, {}
+        for gid in cands:
+            if gid not in scores:
+                raise SelectionError(
+                    f"No score for group {gid}; score the same groups that "
+                    "are selected from (rediscover after surgery)"
+                )
+            s = torch.as_tensor(scores[gid]).detach().double().cpu()
+            if s.shape != (groups[gid].size,):
+                raise SelectionError(
+                    f"Group {gid} has {groups[gid].size} channels, its "
+                    f"scores have shape {tuple(s.shape)}"
+                )
+            bad = ~torch.isfinite(s)
+            if bad.any():
+                raise ScoreError(
+                    f"Group {gid}: score of channel "
+                    f"{int(torch.nonzero(bad)[0])} is not finite; the "
+                    "selection stops"
+                )
+            s = normalize_scores(s, self.normalization)
+            g = torch.Generator().manual_seed(self.seed + _stable_hash(gid))
+            perm = torch.randperm(len(s), generator=g)
+            order = perm[torch.sort(s[perm], stable=True).indices]
+            orders[gid] = order
+            values[gid] = s[order]
+        return orders, values
+
+    def _ratios(self, groups, cands):
+        ratios = (
+            self.target if isinstance(self.target, dict) else {"*": self.target}
+        )
+        matched = set()
+        counts = {}
+        for gid, steps in cands.items():
+            names = [gid] + groups[gid].modules()
+            for pattern, r in ratios.items():
+                if any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                    matched.add(pattern)
+                    want = r * groups[gid].size
+                    options = [0] + steps
+                    counts[gid] = min(options, key=lambda c: abs(c - want))
+                    break
+        for pattern in ratios:
+            if pattern not in matched and pattern != "*":
+                raise SelectionError(
+                    f"`target` pattern {pattern!r} matches no prunable, "
+                    "unprotected group"
+                )
+        return counts
+
+    def _meter(self, root, groups, run, costs, base):
+        if self.target_type == "latency" or self.cost == "latency":
+            if self._latency is None:
+                from speechbrain_prune.costs.latency import LatencyModel
+
+                self._latency = LatencyModel.from_any(self.latency_table)
+        return _Meter(self, root, groups, run, costs, base, self._latency)
+
+    def _uniform(self, cands, meter):
+        """Smallest common fraction of every group that meets the target."""
+        most = {gid: steps[-1] for gid, steps in cands.items()}
+
+        def counts_at(f):
+            out = {}
+            for gid, steps in cands.items():
+                size = meter.groups[gid].size
+                allowed = [c for c in steps if c <= f * size + 1e-9]
+                out[gid] = allowed[-1] if allowed else 0
+            return out
+
+        points = sorted(
+            {
+                c / meter.groups[gid].size
+                for gid, st in cands.items()
+                for c in st
+            }
+        )
+        lo, hi = 0, len(points) - 1
+        if meter.saved_fraction(counts_at(points[hi])) < self.target:
+            raise self._infeasible(meter.saved_fraction(most))
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if meter.saved_fraction(counts_at(points[mid])) >= self.target:
+                hi = mid
+            else:
+                lo = mid + 1
+        counts = counts_at(points[lo])
+        self.report = meter.report(counts, rounds=1)
+        return counts
+
+    def _global(self, cands, orders, values, meter):
+        """Greedy rounds with re-measured costs until the target is met."""
+        counts = {gid: 0 for gid in cands}
+        taken = {gid: 0 for gid in cands}  # steps taken per group
+        saved = 0.0
+        rounds = 0
+        while saved < self.target:
+            rounds += 1
+            rank_cost = meter.unit_costs(counts, self.cost)
+            target_cost = meter.unit_costs(counts, self.target_type)
+            gap = (self.target - saved) * meter.base
+            heap = []
+            args = (cands, taken, counts, values, rank_cost, target_cost)
+            for gid in cands:
+                self._push(heap, gid, *args)
+            estimate = 0.0
+            moved = False
+            while estimate < gap and heap:
+                *_, gid = heapq.heappop(heap)
+                new = cands[gid][taken[gid]]
+                estimate += (new - counts[gid]) * target_cost[gid]
+                counts[gid] = new
+                taken[gid] += 1
+                moved = True
+                self._push(heap, gid, *args)
+            saved = meter.saved_fraction(counts)
+            if not moved:
+                raise self._infeasible(saved)
+        self._trim(cands, counts, taken, values, meter, rank_cost)
+        self.report = meter.report(counts, rounds)
+        return {gid: c for gid, c in counts.items() if c}
+
+    def _trim(self, cands, counts, taken, values, meter, unit):
+        """Gives back last steps the target does not need, most valuable
+        first (the greedy may overshoot by more than the last step)."""
+
+        def value(gid):
+            lo = cands[gid][taken[gid] - 2] if taken[gid] > 1 else 0
+            importance = float(values[gid][lo : counts[gid]].sum())
+            saving = (counts[gid] - lo) * max(unit[gid], 1e-30)
+            return importance / saving if self.cost_aware else importance
+
+        for gid in sorted(
+            (g for g in counts if counts[g]), key=value, reverse=True
+        ):
+            previous = cands[gid][taken[gid] - 2] if taken[gid] > 1 else 0
+            trial = dict(counts, **{gid: previous})
+            if meter.saved_fraction(trial) >= self.target:
+                counts[gid] = previous
+                taken[gid] -= 1
+
+    def _push(self, heap, gid, cands, taken, counts, values, unit, toward):
+        """Queues the group's next step. ``unit``: per-channel saving that
+        ranks (``cost``), ``toward``: per-channel saving of the target."""
+        if taken[gid] >= len(cands[gid]) or toward[gid] <= 0:
+            return  # nothing left, or it would not bring the target closer
+        lo, hi = counts[gid], cands[gid][taken[gid]]
+        importance = float(values[gid][lo:hi].sum())
+        saving = (hi - lo) * unit[gid]
+        tier = 0
+        if not self.cost_aware:
+            priority = importance / (hi - lo)
+        elif saving > 0:
+            priority = importance / saving
+        else:  # saves nothing by the ranking cost: only once all else went
+            tier, priority = 1, importance / (hi - lo)
+        heapq.heappush(heap, (tier, priority, _stable_hash(gid), gid))
+
+    def _infeasible(self, best):
+        return SelectionError(
+            f"Cannot remove {self.target:.1%} of the {self.target_type} "
+            f"(`target`): the constraints allow at most {best:.1%}; lower "
+            "`target` or relax `min_keep`, `min_keep_fraction`, `round_to` "
+            "or `protect`"
+        )
+
+
+class _Meter:
+    """Measures what a removal saves: exact counts, a table, or additive."""
+
+    def __init__(self, selector, root, groups, run, costs, base, latency):
+        self.sel = selector
+        self.root = root
+        self.groups = groups
+        self.run = run
+        self.latency = latency
+        self.kind = selector.target_type
+        self._costs0 = costs
+        if root is None and self.kind != "latency":
+            if costs is None or base is None:
+                raise SelectionError(
+                    "Without the model, selection needs per-channel `costs` "
+                    "and the model's total (`base`)"
+                )
+        if "macs" in (self.kind, selector.cost) and root is not None:
+            if run is None:
+                raise SelectionError(
+                    "MAC targets and costs need `run` (one forward pass, or "
+                    "an example input) to count MACs"
+                )
+        if self.kind == "latency":
+            self.base = latency.base
+        elif base is not None:
+            self.base = float(base)
+        else:
+            self.base = float(self._measure(self.root))
+        self._cache = {}
+        self._unit_cache = {}
+
+    def _measure(self, model):
+        if self.kind == "macs":
+            return count_macs(model, run=self.run)
+        return count_params(model)
+
+    def _pruned(self, counts):
+        """A pruned copy of the root and its groups (cached per counts)."""
+        removals = {
+            gid: torch.arange(self.groups[gid].size - c, self.groups[gid].size)
+            for gid, c in counts.items()
+            if c
+        }
+        clone = copy.deepcopy(self.root)
+        groups = copy.deepcopy(self.groups)
+        apply_removals(clone, groups, removals)
+        return clone, groups
+
+    def saved_fraction(self, counts):
+        """Fraction of the base that removing ``counts`` channels saves."""
+        key = tuple(sorted((g, c) for g, c in counts.items() if c))
+        if key in self._cache:
+            return self._cache[key]
+        if self.kind == "latency":
+            widths = {
+                gid: self.groups[gid].size - c for gid, c in counts.items()
+            }
+            after = self.latency.estimate(widths)
+        elif self.root is None:
+            unit = self._costs0
+            after = self.base - sum(
+                c * unit[gid][self.kind] for gid, c in counts.items()
+            )
+        else:
+            after = self._measure(self._pruned(counts)[0])
+        value = (self.base - after) / self.base
+        self._cache[key] = value
+        return value
+
+    def unit_costs(self, counts, what):
+        """Per-channel saving (``what``) of each group after ``counts``."""
+        if what == "latency":
+            return {
+                gid: self.latency.channel_cost(
+                    gid, self.groups[gid].size - counts.get(gid, 0)
+                )
+                for gid in counts
+            }
+        if self.root is None or (
+            not any(counts.values()) and self._costs0 is not None
+        ):
+            return {gid: self._costs0[gid][what] for gid in counts}
+        key = (what, tuple(sorted((g, c) for g, c in counts.items() if c)))
+        if key not in self._unit_cache:
+            clone, groups = self._pruned(counts)
+            if what == "macs":
+                measured = group_costs(clone, groups, self.run)
+                value = {gid: measured[gid]["macs"] for gid in counts}
+            else:
+                value = {gid: _param_cost(clone, groups[gid]) for gid in counts}
+            self._unit_cache[key] = value
+        return self._unit_cache[key]
+
+    def report(self, counts, rounds):
+        achieved = self.saved_fraction(counts)
+        return {
+            "target_type": self.kind,
+            "target": self.sel.target,
+            "base": self.base,
+            "after": self.base * (1 - achieved),
+            "achieved": achieved,
+            "rounds": rounds,
+        }
+
+
+def _param_cost(root, group):
+    """Parameters one channel of ``group`` holds (all its members)."""
+    if group.size < 2:
+        return 0
+    clone = copy.deepcopy(root)
+    g = copy.deepcopy(group)
+    before = count_params(clone)
+    apply_removals(clone, {g.id: g}, {g.id: [group.size - 1]})
+    return before - count_params(clone)
+
+
+def _removals(orders, counts):
+    out = {}
+    for gid, c in counts.items():
+        if c:
+            out[gid] = orders[gid][:c].sort().values
+    return out
+
+
+def _stable_hash(text):
+    import zlib
+
+    return zlib.crc32(str(text).encode()) % (2**31)
+
+
+def _one_of(key, value, allowed):
+    if value not in allowed:
+        raise SelectionError(
+            f"Unknown {key} {value!r} (set `{key}` to one of "
+            f"{', '.join(allowed)})"
+        )
+
+
+def _fraction(key, value, low_inclusive=False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (0 <= value if low_inclusive else 0 < value) and value < 1
+    if not ok:
+        low = "[0" if low_inclusive else "(0"
+        raise SelectionError(
+            f"`{key}` must be a fraction in {low}, 1), got {value!r}"
+        )
+
+
+# Depth: whole RNN layers and DNN blocks -------------------------------------
+
+
+class DepthCandidate:
+    """A whole RNN layer or DNN block that may be removed.
+
+    Arguments
+    ---------
+    kind : str
+        ``rnn_layer`` or ``block``.
+    module : str
+        The RNN module, or the block, by qualified name.
+    layer : int, optional
+        The RNN layer.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> root = torch.nn.ModuleDict(
+    ...     {"rnn": sb.nnet.RNN.GRU(4, input_size=4, num_layers=3)})
+    >>> cand = DepthCandidate("rnn_layer", "rnn", 1)
+    >>> _ = cand.apply(root)
+    >>> cand.name, root.rnn.rnn.num_layers
+    ('rnn:1', 2)
+    """
+
+    def __init__(self, kind, module, layer=None):
+        self.kind = kind
+        self.module = module
+        self.layer = layer
+
+    @property
+    def name(self):
+        """``module:layer`` for RNN layers, the block's name for blocks."""
+        if self.kind == "rnn_layer":
+            return f"{self.module}:{self.layer}"
+        return self.module
+
+    def apply(self, root, plan=None):
+        """Removes it from ``root`` (recorded in ``plan`` when given)."""
+        if self.kind == "rnn_layer":
+            if plan is not None:
+                return plan.remove_rnn_layer(root, self.module, self.layer)
+            return remove_rnn_layer(root, self.module, self.layer)
+        if plan is not None:
+            return plan.remove_block(root, self.module)
+        return remove_block(root, self.module)
+
+    def target(self, root):
+        """The module that removing it changes (to restore it afterwards)."""
+        if self.kind == "rnn_layer":
+            return root.get_submodule(self.module)
+        parent = self.module.rpartition(".")[0]
+        return root.get_submodule(parent) if parent else root
+
+    def __repr__(self):
+        return f"DepthCandidate({self.name!r})"
+
+
+def depth_candidates(root):
+    """Every RNN layer and block of ``root`` that may be removed now.
+
+    An RNN layer qualifies when it maps a width to the same width (its
+    consumer then reads its input), a block when it holds one
+    width-changing layer whose input and output widths agree (with its
+    norm, activation, dropout) and is not its container's only block.
+    Each candidate is tried on a copy.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.CRDNN import CRDNN
+    >>> model = CRDNN(input_size=20, cnn_blocks=1, cnn_channels=[4],
+    ...               rnn_layers=3, rnn_neurons=4, dnn_blocks=2,
+    ...               dnn_neurons=8)
+    >>> [c.name for c in depth_candidates(model)]
+    ['RNN:1', 'RNN:2', 'DNN.block_0', 'DNN.block_1']
+    """
+    out = []
+    for name, module in root.named_modules():
+        handler = handler_for(module)
+        if handler is None or (
+            type(handler).remove_layer is ModuleHandler.remove_layer
+        ):
+            continue
+        inner = module.rnn
+        n = getattr(inner, "num_layers", None) or len(inner)
+        for k in range(n):
+            try:
+                handler.remove_layer(copy.deepcopy(module), k, SliceLedger())
+            except (ValueError, TypeError):
+                continue
+            out.append(DepthCandidate("rnn_layer", name, k))
+    for name, module in root.named_modules():
+        if module is root or not isinstance(module, torch.nn.ModuleDict):
+            continue
+        if len(module) < 2 or handler_for(module) is not None:
+            continue
+        for child, block in module.items():
+            if len(list(block.children())) < 2:
+                continue  # a layer, not a block of layers
+            trial = torch.nn.ModuleDict({"p": copy.deepcopy(module)})
+            try:
+                remove_block(trial, f"p.{child}")
+            except (ValueError, TypeError):
+                continue
+            out.append(DepthCandidate("block", f"{name}.{child}"))
+    return out
+
+
+def depth_scores(
+    root, candidates, batches, loss_fn, n_batches=4, signed=False, seed=0
+):
+    """Loss increase when each candidate alone is removed (exact).
+
+    Each removal is made in place, measured on the same batches in eval
+    mode and taken back, so ``loss_fn`` may hold the recipe's modules.
+
+    Returns
+    -------
+    dict
+        ``candidate name -> |mean loss change|`` (signed with ``signed``).
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> net = sb.nnet.RNN.LSTM(4, input_size=4, num_layers=2)
+    >>> root = torch.nn.ModuleDict({"rnn": net})
+    >>> cands = depth_candidates(root)
+    >>> loss_fn = lambda x: root.rnn(x)[0].pow(2).mean()
+    >>> scores = depth_scores(root, cands, [torch.rand(2, 5, 4)], loss_fn)
+    >>> list(scores), net.rnn.num_layers
+    (['rnn:0', 'rnn:1'], 2)
+    """
+    from speechbrain_prune.scorers.base import restored, scoring_state
+    from speechbrain_prune.scorers.sensitivity import _seeded
+
+    kept = list(itertools.islice(iter(batches), n_batches))
+    if not kept:
+        raise ValueError("depth_scores got no batches")
+
+    def losses():
+        out = []
+        for b, batch in enumerate(kept):
+            with torch.no_grad(), _seeded(seed + b):
+                loss = loss_fn(batch)
+            if not torch.isfinite(loss):
+                raise ScoreError(f"The loss is {loss.item()} at batch {b}")
+            out.append(float(loss))
+        return torch.tensor(out, dtype=torch.float64)
+
+    scores = {}
+    with scoring_state(root, eval_mode=True):
+        base = losses()
+        for cand in candidates:
+            with restored([cand.target(root)]):
+                cand.apply(root)
+                delta = float((losses() - base).mean())
+            scores[cand.name] = delta if signed else abs(delta)
+    return scores
+
+
+def select_depth(
+    root,
+    candidates,
+    scores,
+    run=None,
+    target=0.3,
+    target_type="macs",
+    latency_table=None,
+    cost_aware=True,
+):
+    """Whole layers and blocks to remove so that ``target`` is saved.
+
+    Candidates are ranked by loss increase (``scores``, e.g. from
+    :func:`depth_scores`) per unit saved (``cost_aware``), or by loss
+    increase alone, and taken greedily; each set is applied to a copy and
+    measured (MACs or parameters exactly, latency from the table's depth
+    entries, taken as additive), and a candidate that can no longer be
+    removed once others are gone is skipped.
+
+    Returns
+    -------
+    list of DepthCandidate
+        In the order to apply them (layers of one RNN from the last).
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.CRDNN import CRDNN
+    >>> model = CRDNN(input_size=20, cnn_blocks=1, cnn_channels=[4],
+    ...               rnn_layers=3, rnn_neurons=4, dnn_blocks=2,
+    ...               dnn_neurons=8).eval()
+    >>> x = torch.rand(1, 50, 20)
+    >>> cands = depth_candidates(model)
+    >>> scores = {"RNN:1": 0.5, "RNN:2": 0.2, "DNN.block_0": 0.3,
+    ...           "DNN.block_1": 0.1}
+    >>> chosen = select_depth(model, cands, scores, run=x, target=0.02)
+    >>> [c.name for c in chosen]
+    ['RNN:2']
+    """
+    _one_of("target_type", target_type, ("macs", "params", "latency"))
+    _fraction("target", target)
+    latency = None
+    if target_type == "latency":
+        from speechbrain_prune.costs.latency import LatencyModel
+
+        if latency_table is None:
+            raise SelectionError("A latency target needs `latency_table`")
+        latency = LatencyModel.from_any(latency_table)
+    if target_type == "macs" and run is None:
+        raise SelectionError("MAC targets need `run` to count MACs")
+
+    def measure(model):
+        if target_type == "macs":
+            return count_macs(model, run=run)
+        return count_params(model)
+
+    def ordered(chosen):
+        return sorted(
+            chosen,
+            key=lambda c: (c.kind != "rnn_layer", c.module, -(c.layer or 0)),
+        )
+
+    def saved(chosen):
+        if latency is not None:
+            total = sum(latency.depth_saving(c.name) for c in chosen)
+            return total / latency.base
+        clone = copy.deepcopy(root)
+        for c in ordered(chosen):
+            c.apply(clone)
+        return (base - measure(clone)) / base
+
+    base = None if latency is not None else measure(root)
+    missing = [c.name for c in candidates if c.name not in scores]
+    if missing:
+        raise SelectionError(f"No depth score for {missing}")
+    priority = {}
+    for c in candidates:
+        gain = saved([c])
+        if cost_aware:
+            priority[c.name] = scores[c.name] / gain if gain > 0 else math.inf
+        else:
+            priority[c.name] = scores[c.name]
+    chosen, achieved = [], 0.0
+    for c in sorted(candidates, key=lambda c: (priority[c.name], c.name)):
+        if achieved >= target:
+            break
+        if math.isinf(priority[c.name]):
+            continue
+        try:
+            trial = saved(chosen + [c])
+        except (ValueError, TypeError):
+            continue  # no longer removable once the others are gone
+        chosen.append(c)
+        achieved = trial
+    if achieved < target:
+        raise SelectionError(
+            f"Removing every depth candidate saves {achieved:.1%} of the "
+            f"{target_type}, less than `target` {target:.1%}; lower it or "
+            "prune channels as well"
+        )
+    return ordered(chosen)
+
+
+def select(
+    groups,
+    scores,
+    costs=None,
+    target=0.3,
+    target_type="macs",
+    normalization="none",
+    mode="global",
+    cost_aware=True,
+    cost=None,
+    min_keep=1,
+    min_keep_fraction=0.0,
+    round_to=1,
+    protect=(),
+    base_macs=None,
+    seed=0,
+    root=None,
+    run=None,
+    latency_table=None,
+):
+    """Functional form of :class:`Selector` (same options).
+
+    With ``root`` and ``run`` the target is checked by exact counts on
+    pruned copies; without them, ``costs`` (per channel, from
+    :func:`group_costs`) are taken as additive and ``base_macs`` is the
+    model's total (MACs, or parameters for ``target_type="params"``).
+
+    Returns
+    -------
+    dict
+        ``group id -> sorted LongTensor of removed channels``.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> from speechbrain_prune.graph import discover_groups
+    >>> model = sb.nnet.containers.Sequential(
+    ...     sb.nnet.linear.Linear(n_neurons=4, input_size=3),
+    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=4))
+    >>> x = torch.rand(1, 5, 3)
+    >>> groups = discover_groups(model, x)
+    >>> costs = group_costs(model, groups, x)
+    >>> removed = select(groups, {"0": torch.tensor([3.0, 1.0, 2.0, 4.0])},
+    ...                  costs, target=0.25, base_macs=count_macs(model, run=x))
+    >>> removed["0"].tolist()
+    [1]
+    """
+    selector = Selector(
+        target=target,
+        target_type=target_type,
+        normalization=normalization,
+        mode=mode,
+        cost_aware=cost_aware,
+        cost=cost,
+        min_keep=min_keep,
+        min_keep_fraction=min_keep_fraction,
+        round_to=round_to,
+        protect=protect,
+        latency_table=latency_table,
+        seed=seed,
+    )
+    return selector.select(
+        root, groups, scores, run=run, costs=costs, base=base_macs
+    )
