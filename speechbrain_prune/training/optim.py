@@ -45,8 +45,14 @@ def remap_optimizer(optimizer, ledger, live_params, reset=False):
     >>> opt.param_groups[0]["params"][0] is lin.weight
     True
     """
-    reverse = {id(orig): (new, index) for new, orig, index in ledger.items()}
     live = {id(p) for p in live_params}
+    # Entries whose new tensor left the model again (a layer removed after
+    # its weights were sliced) must not bring it back.
+    reverse = {
+        id(orig): (new, index)
+        for new, orig, index in ledger.items()
+        if id(new) in live
+    }
     seen = set()
     for group in optimizer.param_groups:
         kept = []

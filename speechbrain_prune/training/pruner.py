@@ -42,6 +42,7 @@ from speechbrain_prune.costs import count_macs, count_params, group_costs
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
+from speechbrain_prune.selection import Selector
 from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
 from speechbrain_prune.training.schedule import PruningSchedule
 from speechbrain_prune.utils import copy_module
@@ -132,10 +133,12 @@ class Pruner:
         self.scoring_batch_size = scoring_batch_size
         self.seed = int(seed)
         self.brain = None
+        self._pending_rng = None
         self.plan = PruningPlan()
         self.done = []
         self.base_macs = None
         self.base_params = None
+        self.base_cost = None
         self.history = []
         self._validated = False
 
@@ -164,27 +167,47 @@ class Pruner:
 
         brain._fit_train = _fit_train
 
+        fit_batch = brain.fit_batch
+
+        def fit_batch_after_restore(batch):
+            # After an intra-epoch recovery the random state is restored
+            # here, at the step where the interrupted run went on: the
+            # training loader has drawn a seed from it in between.
+            if self._pending_rng is not None:
+                _set_rng(self._pending_rng)
+                self._pending_rng = None
+            return fit_batch(batch)
+
+        brain.fit_batch = fit_batch_after_restore
+
     def _check_selection_keys(self):
+        """Builds a Selector once now, so bad options fail at YAML load."""
         import inspect
 
-        from speechbrain_prune.selection import select
-
-        known = set(inspect.signature(select).parameters)
-        known -= {
-            "groups",
-            "scores",
-            "costs",
-            "target",
-            "base_macs",
-            "root",
-            "run",
-        }
+        known = set(inspect.signature(Selector).parameters) - {"target"}
         unknown = set(self.selection) - known
         if unknown:
             raise ValueError(
                 f"Unknown key(s) {sorted(unknown)} under the pruner's "
                 f"`selection`; known keys: {sorted(known)}"
             )
+        measure = self.selection.get("target_type", "macs")
+        if measure not in ("macs", "params"):
+            raise ValueError(
+                f"selection.target_type {measure!r}: pruning stages count "
+                "their cumulative targets in `macs` or `params`; use "
+                "speechbrain_prune.selection.Selector directly for others"
+            )
+        self._selector(self.schedule.stages[-1][1])
+
+    def _selector(self, target):
+        return Selector(target=target, **self.selection)
+
+    def _cost(self, root, run):
+        """The measure the targets count in (MACs or parameters)."""
+        if self.selection.get("target_type", "macs") == "params":
+            return count_params(root)
+        return count_macs(root, run=run)
 
     @staticmethod
     def _check_compiled(brain):
@@ -244,6 +267,13 @@ class Pruner:
             if self.base_macs is None:
                 self.base_macs = count_macs(scratch, run=run)
                 self.base_params = count_params(root)
+                self.base_cost = self._cost(scratch, run)
+            if not len(self.plan):
+                # Can the last stage's target be met at all? Fails now, not
+                # after epochs of training.
+                self._selector(self.schedule.stages[-1][1]).check(
+                    scratch, groups, run
+                )
         self._validated = True
 
     # A stage --------------------------------------------------------------
@@ -261,27 +291,19 @@ class Pruner:
             groups = self._groups(scratch, run)
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
-            goal = (1.0 - target) * self.base_macs
+            cost_before = self._cost(scratch, run)
+            goal = (1.0 - target) * self.base_cost
             sizes_before = {g.id: g.size for g in groups.values()}
             removals = {}
-            if macs_before > goal:
-                fraction = 1.0 - goal / macs_before
+            if cost_before > goal:
+                fraction = 1.0 - goal / cost_before
                 batches = self._scoring_batches(train_set, index)
                 scores = self.scorer.score(
                     root, groups, batches, brain_loss_fn(brain)
                 )
                 costs = group_costs(scratch, groups, run)
-                from speechbrain_prune.selection import select
-
-                removals = select(
-                    groups,
-                    scores,
-                    costs,
-                    target=fraction,
-                    base_macs=macs_before,
-                    root=scratch,
-                    run=run,
-                    **self.selection,
+                removals = self._selector(fraction).select(
+                    scratch, groups, scores, run=run, costs=costs
                 )
                 ledger = self.plan.prune(root, groups, removals)
                 for opt in optimizers_of(brain):
@@ -434,7 +456,9 @@ class Pruner:
         lines = [
             f"Pruning stage {record['stage'] + 1}/{len(self.schedule.stages)} "
             f"at epoch {record['epoch']} ({record['scorer']}, target "
-            f"{record['target']:.0%} fewer MACs than unpruned)",
+            f"{record['target']:.0%} fewer "
+            f"{self.selection.get('target_type', 'macs').upper()} than "
+            "unpruned)",
             "| group | kept / total |",
             "|---|---:|",
         ]
@@ -464,6 +488,7 @@ class Pruner:
                 "done": list(self.done),
                 "base_macs": self.base_macs,
                 "base_params": self.base_params,
+                "base_cost": self.base_cost,
                 "history": self.history,
                 "rng": {
                     "torch": torch.get_rng_state(),
@@ -498,12 +523,19 @@ class Pruner:
         self.done = list(state["done"])
         self.base_macs = state["base_macs"]
         self.base_params = state["base_params"]
+        self.base_cost = state.get("base_cost", self.base_macs)
         self.history = list(state.get("history", []))
         rng = state.get("rng")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+        if rng and end_of_epoch:
+            _set_rng(rng)
+        elif rng:
+            self._pending_rng = rng
+
+
+def _set_rng(state):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
 
 
 def put_first(checkpointer, name, obj):

@@ -49,7 +49,9 @@ def build(kind, yaml_name, overrides, run_opts=None):
     with open(os.path.join(hp_dir, yaml_name)) as f:
         hparams = load_hyperpyyaml(f, overrides)
     sb.create_experiment_directory(hparams["output_folder"])
-    module.prepare_data(hparams)
+    sb.utils.distributed.run_on_main(
+        module.prepare_data, kwargs={"hparams": hparams}
+    )
     datasets, label_encoder = module.dataio_prepare(hparams)
     brain = module.ASR(
         modules=hparams["modules"],

@@ -14,9 +14,7 @@ from recipe_runner import (
 
 
 def _pruner_state(save_folder):
-    ckpts = sorted(
-        d for d in os.listdir(save_folder) if d.startswith("CKPT")
-    )
+    ckpts = sorted(d for d in os.listdir(save_folder) if d.startswith("CKPT"))
     states = []
     for d in ckpts:
         path = os.path.join(save_folder, d, "pruner.ckpt")
@@ -41,8 +39,9 @@ def test_recipe_gains_pruning_from_yaml(kind, tmp_path):
     ]
     cmd += ["--prune_start_epoch=2", "--prune_target=0.4"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                         cwd=tmp_path)
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     log = (out / "train_log.txt").read_text()
     assert "Pruning stage 1/1 at epoch 2" in log

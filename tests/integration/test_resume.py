@@ -95,16 +95,14 @@ def test_resume_equals_uninterrupted(kill, uninterrupted, tmp_path):
     data, reference, _ = uninterrupted
     opts = overrides(tmp_path / "run", data)
     run_opts = {"ckpt_interval_steps": 1}
-    brain, hparams, datasets = build("CTC", "train_pruned.yaml", opts,
-                                     run_opts)
+    brain, hparams, datasets = build("CTC", "train_pruned.yaml", opts, run_opts)
     kill(brain, hparams)
     try:
         fit(brain, hparams, datasets)
     except Killed:
         pass
     # A new process: everything built again from the YAML file.
-    brain, hparams, datasets = build("CTC", "train_pruned.yaml", opts,
-                                     run_opts)
+    brain, hparams, datasets = build("CTC", "train_pruned.yaml", opts, run_opts)
     fit(brain, hparams, datasets)
     assert len(hparams["pruner"].plan) == 1
     assert_same(final_state(brain), reference)
