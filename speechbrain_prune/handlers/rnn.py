@@ -105,8 +105,15 @@ class RNNView:
             inputs[i] == self.dirs * hidden[i - 1]
             for i in range(1, len(layers))
         )
+        def build(*args, **kw):
+            # Every weight is replaced below; the random initialisation must
+            # not shift the global random state (a resumed run would then
+            # differ from an uninterrupted one).
+            with torch.random.fork_rng(devices=[]):
+                return self.cls(*args, **kw)
+
         if len(set(hidden)) == 1 and chained:
-            new = self.cls(
+            new = build(
                 inputs[0],
                 hidden[0],
                 num_layers=len(layers),
@@ -116,7 +123,7 @@ class RNNView:
             targets = [(new, i) for i in range(len(layers))]
         else:
             new = StackedRNN(
-                [self.cls(i, h, **kwargs) for i, h in zip(inputs, hidden)],
+                [build(i, h, **kwargs) for i, h in zip(inputs, hidden)],
                 self.dropout,
             )
             targets = [(m, 0) for m in new.layers]
