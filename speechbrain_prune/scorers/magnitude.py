@@ -47,7 +47,11 @@ class MagnitudeScorer(Scorer):
 
     data_free = True
 
-    def __init__(self, norm=1, aggregate="sum", producer_only=False):
+    def __init__(
+        self, norm=1, aggregate="sum", producer_only=False, n_batches=None
+    ):
+        # n_batches is accepted and ignored (no data is read), so a recipe
+        # can switch between scorers by name with the same options.
         super().__init__(1, aggregate, eval_mode=True, progress=False)
         if norm not in (1, 2):
             raise ValueError(f"`norm` must be 1 or 2, got {norm!r}")

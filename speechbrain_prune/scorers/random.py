@@ -41,7 +41,9 @@ class RandomScorer(Scorer):
 
     data_free = True
 
-    def __init__(self, seed=0):
+    def __init__(self, seed=0, n_batches=None):
+        # n_batches is accepted and ignored (no data is read), so a recipe
+        # can switch between scorers by name with the same options.
         super().__init__(1, "sum", eval_mode=True, progress=False)
         self.seed = int(seed)
 

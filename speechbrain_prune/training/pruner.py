@@ -26,6 +26,7 @@ import fnmatch
 import itertools
 import logging
 import random
+import time
 
 import numpy as np
 import speechbrain as sb
@@ -280,6 +281,7 @@ class Pruner:
     def run_stage(self, index, train_set, epoch):
         """Scores, selects and removes channels for stage ``index``."""
         brain = self.brain
+        start = time.time()
         stage_epoch, target = self.schedule.stages[index]
         brain.on_stage_start(sb.Stage.TRAIN, epoch)
         with self._unwrapped() as root:
@@ -325,6 +327,7 @@ class Pruner:
             "params_before": params_before,
             "params_after": params_after,
             "base_macs": self.base_macs,
+            "seconds": time.time() - start,
             "groups": [
                 (gid, size - len(removals.get(gid, ())), size)
                 for gid, size in sizes_before.items()
