@@ -2,6 +2,7 @@
 
 Commands
 --------
+demo : the main job (see ``speechbrain_prune.demo``).
 report : per-layer cost table (params, MACs, share) and the dependency
     groups of a model built from a HyperPyYAML file.
 
@@ -122,11 +123,24 @@ def build_parser():
         help="features per frame (default: the YAML's n_mels)",
     )
     rep.set_defaults(func=cmd_report)
+    demo = sub.add_parser(
+        "demo",
+        help="train a CRDNN on embedded speech, prune it with every "
+        "criterion, fine-tune, test, export (options: demo --help)",
+        add_help=False,
+    )
+    demo.set_defaults(func=None)
     return parser
 
 
 def main(argv=None):
     """Entry point of the ``speechbrain-prune`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        from speechbrain_prune.demo import main as demo_main
+
+        demo_main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -69,12 +69,17 @@ def fill_template(template, values):
     """
     out = []
     for line in template.splitlines(keepends=True):
-        m = re.match(r"^([A-Za-z_][\w]*):\s", line)
-        if m and m.group(1) in values:
+        m = re.match(r"^([A-Za-z_][\w]*):[ \t]+(\S.*)$", line)
+        if m and m.group(1) in values and _settable(m.group(2)):
             out.append(f"{m.group(1)}: {_yaml_value(values[m.group(1)])}\n")
         else:
             out.append(line)
     return "".join(out)
+
+
+def _settable(text):
+    """Plain values and ``!name:`` classes; not objects or references."""
+    return not text.startswith(("!new:", "!ref", "!apply:", "!include"))
 
 
 def _yaml_value(value):
