@@ -94,11 +94,13 @@ def _decoder_tap(module, member, taps):
     return module, enc_states
 
 
-class LayerwiseRNN(torch.nn.Module):
+class LayerwiseRNN(StackedRNN):
     """A multi-layer torch RNN run as one-layer modules sharing its weights.
 
-    Returns what the wrapped module returns (output, and final states
-    stacked over layers), so the SpeechBrain wrapper around it is unaware.
+    A :class:`StackedRNN` whose layers use the wrapped module's own
+    Parameters, so each layer's output can be hooked. Returns what the
+    wrapped module returns (output, and final states stacked over layers),
+    so the SpeechBrain wrapper around it is unaware.
 
     Arguments
     ---------
@@ -116,7 +118,6 @@ class LayerwiseRNN(torch.nn.Module):
     """
 
     def __init__(self, rnn):
-        super().__init__()
         view = RNNView(rnn)
         kwargs = dict(
             bias=view.bias,
@@ -134,8 +135,7 @@ class LayerwiseRNN(torch.nn.Module):
                     layer, f"{base}_l0{suffix}", view.param(k, base, suffix)
                 )
             layers.append(layer)
-        self.layers = torch.nn.ModuleList(layers)
-        self.dropout = view.dropout
+        super().__init__(layers, view.dropout)
         self.dirs = view.dirs
         self.is_lstm = view.cls is torch.nn.LSTM
         self.train(rnn.training)
@@ -145,19 +145,16 @@ class LayerwiseRNN(torch.nn.Module):
 
     def forward(self, x, hx=None):
         """Runs the layers; ``hx`` as the wrapped module takes it."""
-        states = []
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            with warnings.catch_warnings():
-                # cuDNN: the shared weights sit in the wrapped module's
-                # flat buffer, not in one chunk per layer. Harmless here.
-                warnings.filterwarnings(
-                    "ignore", message="RNN module weights are not part"
-                )
-                x, h = layer(x, None if hx is None else self._state(hx, i))
-            states.append(h)
-            if self.training and self.dropout > 0 and i < last:
-                x = _dropout(x, self.dropout)
+        per_layer = None
+        if hx is not None:
+            per_layer = [self._state(hx, i) for i in range(self.num_layers)]
+        with warnings.catch_warnings():
+            # cuDNN: the shared weights sit in the wrapped module's flat
+            # buffer, not in one chunk per layer. Harmless here.
+            warnings.filterwarnings(
+                "ignore", message="RNN module weights are not part"
+            )
+            x, states = super().forward(x, per_layer)
         if self.is_lstm:
             return x, tuple(torch.cat([s[j] for s in states]) for j in (0, 1))
         return x, torch.cat(states)
@@ -167,12 +164,6 @@ class LayerwiseRNN(torch.nn.Module):
         if isinstance(hx, tuple):
             return tuple(h[part] for h in hx)
         return hx[part]
-
-
-def _dropout(x, p):
-    if isinstance(x, PackedSequence):
-        return x._replace(data=torch.nn.functional.dropout(x.data, p, True))
-    return torch.nn.functional.dropout(x, p, True)
 
 
 class _Taps:

@@ -22,7 +22,7 @@ def main(out, data, epochs):
             # SpeechBrain turns BatchNorm into SyncBatchNorm under DDP, which
             # runs on GPUs only: no DNN block (BatchNorm) on CPU.
             "dnn_blocks": 0,
-            "dnn_neurons": 192,
+            "dnn_neurons": 48,  # the bidirectional RNN output (2 x 24)
         },
     )
     brain, hparams, datasets = build(

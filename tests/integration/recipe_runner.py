@@ -38,6 +38,10 @@ def tiny_overrides(out, data, extra=None):
         "embedded_data_folder": str(data),
         "number_of_epochs": 4,
         "batch_size": 4,
+        "cnn_channels": (8, 12),
+        "rnn_neurons": 24,
+        "dnn_neurons": 24,
+        "prune_scoring_batches": 3,
     }
     o.update(extra or {})
     return o
