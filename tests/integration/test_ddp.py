@@ -3,6 +3,7 @@ decision, end with identical shapes and weights, and resume after a stop."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -12,13 +13,20 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def free_port():
+    """A TCP port nobody listens on now (port 0 hangs torchrun's store)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun(out, data, epochs):
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=0",
+        f"--master_port={free_port()}",
         os.path.join(HERE, "ddp_run.py"),
         str(out),
         str(data),

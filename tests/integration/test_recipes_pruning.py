@@ -54,3 +54,35 @@ def test_recipe_gains_pruning_from_yaml(kind, tmp_path):
     ratio = record["macs_after"] / record["base_macs"]
     assert ratio <= 1 - target + 0.02, ratio
     assert ratio >= 1 - target - 0.1, ratio
+
+
+def test_recipe_on_shared_real_digits(tmp_path):
+    """Real recorded speech (../shared/data/digits-librispeech), when the
+    shared corpora are present; the recipe's own data preparation."""
+    from conftest import shared_data
+
+    data = shared_data("digits-librispeech")
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        os.path.join(RECIPES, "CTC", "train.py"),
+        os.path.join(RECIPES, "CTC", "hparams", "train_pruned.yaml"),
+        f"--output_folder={out}",
+        f"--data_folder={data}",
+        "--number_of_epochs=2",
+        "--prune_start_epoch=2",
+        "--prune_target=0.3",
+        "--batch_size=16",
+        "--cnn_channels=(8, 12)",
+        "--rnn_neurons=24",
+        "--dnn_neurons=24",
+        "--prune_scoring_batches=2",
+        "--device=cpu",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = (out / "train_log.txt").read_text()
+    assert "Pruning stage 1/1 at epoch 2" in log
+    assert "test WER" in log
+    rows = (out / "save" / "train-clean-100.csv").read_text().splitlines()
+    assert len(rows) == 701  # header + the 700 training utterances
