@@ -105,6 +105,7 @@ class RNNView:
             inputs[i] == self.dirs * hidden[i - 1]
             for i in range(1, len(layers))
         )
+
         def build(*args, **kw):
             # Every weight is replaced below; the random initialisation must
             # not shift the global random state (a resumed run would then

@@ -13,7 +13,8 @@ with eSpeak NG (``speechbrain_prune.data``), so it runs with no download.
 To run::
 
     python train.py hparams/train_pruned.yaml
-    python train.py hparams/train.yaml --data_folder ../shared/data/digits-librispeech
+    python train.py hparams/train.yaml \
+        --data_folder ../shared/data/digits-librispeech
 
 Authors
  * speechbrain-prune team 2026
@@ -52,8 +53,7 @@ class ASR(sb.Brain):
                 pout, pout_lens, blank_id=self.hparams.blank_index
             )
             words = [
-                "".join(self.label_encoder.decode_ndim(h)).split()
-                for h in hyps
+                "".join(self.label_encoder.decode_ndim(h)).split() for h in hyps
             ]
             targets = [w.split() for w in batch.wrd]
             self.wer_metric.append(batch.id, words, targets)

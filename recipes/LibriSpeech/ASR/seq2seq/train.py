@@ -57,8 +57,7 @@ class ASR(sb.Brain):
         loss = w * loss_ctc + (1 - w) * loss_seq
         if stage != sb.Stage.TRAIN:
             words = [
-                "".join(self.label_encoder.decode_ndim(h)).split()
-                for h in hyps
+                "".join(self.label_encoder.decode_ndim(h)).split() for h in hyps
             ]
             targets = [t.split() for t in batch.wrd]
             self.wer_metric.append(batch.id, words, targets)
