@@ -29,6 +29,8 @@ import time
 
 import torch
 
+from speechbrain_prune.costs import count_macs, count_params
+
 RECIPE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "recipes",
@@ -37,6 +39,7 @@ RECIPE = os.path.join(
     "CTC",
 )
 CRITERIA = ("taylor", "activation", "fisher", "magnitude", "random")
+N_MELS = 40
 TARGETS = (0.3, 0.5)
 
 #: Tiny sizes for the test suite (seconds, not minutes).
@@ -120,22 +123,63 @@ def export(out, overrides, folder):
     return modules, history
 
 
-def latency_ratio(model, dense, n_mels, seconds=10.0, repeats=5):
-    """Median forward time of ``model`` / ``dense`` (CPU, batch 1),
-    measured alternately so that drift hits both alike."""
+def load_exported(folder):
+    """``Sequential(model, output)`` of an exported folder, weights loaded."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(os.path.join(folder, "hyperparams.yaml")) as f:
+        hparams = load_hyperpyyaml(f)
+    for key in ("model", "output"):
+        hparams[key].load_state_dict(
+            torch.load(os.path.join(folder, f"{key}.ckpt"))
+        )
+    return torch.nn.Sequential(hparams["model"], hparams["output"]).eval()
+
+
+def measure_latencies(models, n_mels=40, seconds=10.0, repeats=15):
+    """Median CPU latency (batch 1) of each model and its ratio to the first.
+
+    All models run in the same rounds, the order reversed every other
+    round, so that drift and other load hit all of them alike; the ratio is
+    the median over rounds of (model / first model in the same round).
+
+    Returns
+    -------
+    dict
+        ``name -> (median seconds, median ratio)``.
+    """
     x = torch.rand(1, int(seconds * 100), n_mels)
-    times = {"a": [], "b": []}
+    names = list(models)
+    times = {n: [] for n in names}
     with torch.no_grad():
-        for m in (model, dense):
-            m.eval()
-            m(x)
-        for _ in range(repeats):
-            for key, m in (("a", model), ("b", dense)):
+        for n in names:
+            models[n](x)  # warm-up
+        for r in range(repeats):
+            for n in names if r % 2 == 0 else names[::-1]:
                 t = time.perf_counter()
-                m(x)
-                times[key].append(time.perf_counter() - t)
-    a, b = statistics.median(times["a"]), statistics.median(times["b"])
-    return a, a / b
+                models[n](x)
+                times[n].append(time.perf_counter() - t)
+    ref = times[names[0]]
+    return {
+        n: (
+            statistics.median(times[n]),
+            statistics.median(a / b for a, b in zip(times[n], ref)),
+        )
+        for n in names
+    }
+
+
+def add_latency(rows, out, repeats=15):
+    """Times every exported model side by side; fills the latency columns."""
+    models = {
+        r["name"]: load_exported(os.path.join(out, "models", r["name"]))
+        for r in rows
+    }
+    measured = measure_latencies(models, N_MELS, repeats=repeats)
+    for r in rows:
+        seconds, ratio = measured[r["name"]]
+        r["latency ms"] = seconds * 1000
+        r["latency ratio"] = ratio
 
 
 def plot(rows, path):
@@ -183,6 +227,25 @@ COLUMNS = (
     "CER",
     "stage s",
 )
+
+
+def remeasure(out, repeats=15):
+    """Times the exported models of a finished demo again; rewrites."""
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in COLUMNS[1:]:
+            r[k] = float(r[k])
+        r["name"] = (
+            "dense"
+            if r["criterion"] == "dense"
+            else f"{r['criterion']}_{round(r['target'] * 100)}"
+        )
+    add_latency(rows, out, repeats)
+    md = write_tables(rows, out)
+    plot(rows, os.path.join(out, "error_vs_macs.png"))
+    print(md)
+    return rows
 
 
 def write_tables(rows, out):
@@ -241,12 +304,20 @@ def main(argv=None):
         action="store_true",
         help="tiny sizes (a smoke test in seconds)",
     )
+    p.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="only time the exported models of --out again (side by side) "
+        "and rewrite the table and plot",
+    )
     args = p.parse_args(argv)
 
     from tqdm import tqdm
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    if args.remeasure:
+        return remeasure(out)
     log = os.path.join(out, "demo_log.txt")
     common = dict(QUICK) if args.quick else {}
     common["embedded_data_folder"] = os.path.join(out, "data")
@@ -256,7 +327,7 @@ def main(argv=None):
         (c, t) for c in args.criteria for t in args.targets
     ]
     bar = tqdm(runs, desc="demo", unit="run")
-    rows, dense_model = [], None
+    rows, dense_macs = [], None
     for crit, target in bar:
         name = "dense" if crit == "dense" else f"{crit}_{round(target * 100)}"
         bar.set_postfix_str(name)
@@ -288,30 +359,25 @@ def main(argv=None):
             run_dir, overrides, os.path.join(out, "models", name)
         )
         model = torch.nn.Sequential(modules["model"], modules["output"])
-        n_mels = 40
-        from speechbrain_prune.costs import count_macs, count_params
-
-        macs = count_macs(model, (1, 1000, n_mels))
-        if dense_model is None:
-            dense_model, dense_macs = model, macs
-        ms, ratio = latency_ratio(
-            model, dense_model, n_mels, repeats=2 if args.quick else 7
-        )
+        macs = count_macs(model, (1, 1000, N_MELS))
+        dense_macs = dense_macs or macs
         rows.append(
             {
+                "name": name,
                 "criterion": crit,
                 "target": target or 0.0,
                 "params": count_params(model),
                 "MMACs": macs / 1e6,
                 "MAC ratio": macs / dense_macs,
-                "latency ms": ms * 1000,
-                "latency ratio": ratio,
+                "latency ms": float("nan"),
+                "latency ratio": float("nan"),
                 "WER": wer,
                 "CER": cer,
                 "stage s": sum(h.get("seconds", 0.0) for h in history),
             }
         )
         write_tables(rows, out)
+    add_latency(rows, out, repeats=3 if args.quick else 15)
     md = write_tables(rows, out)
     plot(rows, os.path.join(out, "error_vs_macs.png"))
     print(md)
