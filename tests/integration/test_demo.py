@@ -35,17 +35,23 @@ def demo_run(tmp_path_factory):
 
 def test_tables_and_plot_are_written(demo_run):
     out, rows = demo_run
-    assert [r["criterion"] for r in rows] == ["dense", "taylor", "taylor"]
+    assert [r["criterion"] for r in rows] == [
+        "dense",
+        "dense_ft",
+        "taylor",
+        "taylor",
+    ]
     with open(out / "results.csv") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 3
+    assert len(table) == 4
     assert "| criterion |" in (out / "results.md").read_text()
     assert (out / "error_vs_macs.png").stat().st_size > 10_000
 
 
 def test_macs_drop_by_the_targets(demo_run):
     _, rows = demo_run
-    for r in rows[1:]:
+    assert rows[1]["MAC ratio"] == 1.0  # dense, trained as long
+    for r in rows[2:]:
         assert r["MAC ratio"] <= 1 - r["target"] + 0.02, r
         assert r["MAC ratio"] >= 1 - r["target"] - 0.1, r
         assert r["params"] < rows[0]["params"]
@@ -55,7 +61,7 @@ def test_error_rates_come_from_the_decoder(demo_run):
     """The WER column is the one SpeechBrain computed from each run's
     greedy transcripts (wer_test.txt), and it is not a constant."""
     out, rows = demo_run
-    for r, name in zip(rows, ["dense", "taylor_30", "taylor_50"]):
+    for r, name in zip(rows, ["dense", "dense_ft", "taylor_30", "taylor_50"]):
         text = (out / "runs" / name / "wer_test.txt").read_text()
         wer = float(re.search(r"%WER ([0-9.]+)", text).group(1))
         assert abs(wer - r["WER"]) < 0.01
