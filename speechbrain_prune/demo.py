@@ -65,6 +65,11 @@ def resume_dense(out, run_dir):
 
 def run_recipe(out, overrides, log):
     """Runs the recipe's train.py with ``overrides``; raises on failure."""
+    if not os.path.isdir(RECIPE):
+        raise FileNotFoundError(
+            f"{RECIPE} is missing: the demo runs the recipes of a source "
+            "checkout; install it with `pip install -e .` from the clone"
+        )
     cmd = [
         sys.executable,
         os.path.join(RECIPE, "train.py"),
