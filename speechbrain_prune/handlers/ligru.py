@@ -16,12 +16,6 @@ Authors
 import speechbrain as sb
 import torch
 
-from speechbrain_prune.graph.group import (
-    CONSUMER,
-    PRODUCER,
-    Layout,
-    Member,
-)
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
     channel_index,
@@ -30,7 +24,11 @@ from speechbrain_prune.handlers.base import (
 )
 from speechbrain_prune.handlers.batchnorm import slice_batchnorm
 from speechbrain_prune.handlers.layernorm import masked_layer_norm
-from speechbrain_prune.handlers.rnn import _check_removable, _slot
+from speechbrain_prune.handlers.rnn import (
+    _check_removable,
+    _slot,
+    trace_layer_stack,
+)
 from speechbrain_prune.surgery.ledger import replace_tensor
 from speechbrain_prune.surgery.modules import NonUniformLiGRU
 
@@ -54,30 +52,11 @@ class LiGRUHandler(ModuleHandler):
     """
 
     def trace(self, ctx, call):
-        module, name = call.module, call.name
-        dirs = 2 if module.bidirectional else 1
-        x = call.args[0]
-        space = ctx.space(x)
-        if space is not None:
-            layout = space.layout
-            if x.dim() == 4:
-                layout = layout.flattened(x.shape[2])
-            ctx.consume(space, Member(name, CONSUMER, "input.0", layout))
-        group = None
-        for k, layer in enumerate(module.rnn):
-            previous = group
-            group = ctx.group(f"{name}.layer{k}", layer.hidden_size, "rnn")
-            group.add(Member(name, PRODUCER, f"hidden.{k}"))
-            if previous is not None:
-                previous.add(
-                    Member(
-                        name,
-                        CONSUMER,
-                        f"input.{k}",
-                        Layout(previous.size, dirs),
-                    )
-                )
-        return ctx.output(group, dirs)
+        module = call.module
+        widths = [layer.hidden_size for layer in module.rnn]
+        return trace_layer_stack(
+            ctx, call, widths, 2 if module.bidirectional else 1
+        )
 
     def prune(self, module, member, keep, ledger):
         kind, k = _slot(member)

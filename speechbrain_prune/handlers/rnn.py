@@ -142,6 +142,46 @@ class RNNView:
         return new
 
 
+def trace_layer_stack(ctx, call, widths, dirs):
+    """Members of a stack of RNN layers (one group per layer).
+
+    The input (flattened ``f * C + c`` when 4-D) feeds layer 0; layer ``k``
+    feeds layer ``k + 1`` with ``dirs`` copies of its units; the output
+    space is the last layer's.
+
+    Arguments
+    ---------
+    ctx : the tracing context
+    call : Call
+        The recorded call of the RNN module.
+    widths : list of int
+        Hidden units of each layer.
+    dirs : int
+        1, or 2 when bidirectional.
+
+    Returns
+    -------
+    Space
+        The channel space of the module's output.
+    """
+    name, x = call.name, call.args[0]
+    space = ctx.space(x)
+    if space is not None:
+        layout = space.layout
+        if x.dim() == 4:
+            layout = layout.flattened(x.shape[2])
+        ctx.consume(space, Member(name, CONSUMER, "input.0", layout))
+    group = None
+    for k, width in enumerate(widths):
+        previous = group
+        group = ctx.group(f"{name}.layer{k}", width, "rnn")
+        group.add(Member(name, PRODUCER, f"hidden.{k}"))
+        if previous is not None:
+            layout = Layout(previous.size, dirs)
+            previous.add(Member(name, CONSUMER, f"input.{k}", layout))
+    return ctx.output(group, dirs)
+
+
 def _slot(member):
     kind, k = member.slot.split(".")
     return kind, int(k)
@@ -168,30 +208,9 @@ class RNNHandler(ModuleHandler):
     """
 
     def trace(self, ctx, call):
-        module, name = call.module, call.name
-        view = RNNView(module.rnn)
-        x = call.args[0]
-        space = ctx.space(x)
-        if space is not None:
-            layout = space.layout
-            if x.dim() == 4:
-                layout = layout.flattened(x.shape[2])
-            ctx.consume(space, Member(name, CONSUMER, "input.0", layout))
-        group = None
-        for k in range(view.num_layers):
-            previous = group
-            group = ctx.group(f"{name}.layer{k}", view.hidden(k), "rnn")
-            group.add(Member(name, PRODUCER, f"hidden.{k}"))
-            if previous is not None:
-                previous.add(
-                    Member(
-                        name,
-                        CONSUMER,
-                        f"input.{k}",
-                        Layout(previous.size, view.dirs),
-                    )
-                )
-        return ctx.output(group, view.dirs)
+        view = RNNView(call.module.rnn)
+        widths = [view.hidden(k) for k in range(view.num_layers)]
+        return trace_layer_stack(ctx, call, widths, view.dirs)
 
     def prune(self, module, member, keep, ledger):
         view = RNNView(module.rnn)
