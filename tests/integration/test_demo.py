@@ -64,7 +64,8 @@ def test_error_rates_come_from_the_decoder(demo_run):
     for r, name in zip(rows, ["dense", "dense_ft", "taylor_30", "taylor_50"]):
         text = (out / "runs" / name / "wer_test.txt").read_text()
         wer = float(re.search(r"%WER ([0-9.]+)", text).group(1))
-        assert abs(wer - r["WER"]) < 0.01
+        # The train log keeps 3 significant digits (1.24e+02).
+        assert abs(wer - r["WER"]) <= 0.006 * max(1.0, wer)
     assert len({(r["WER"], r["CER"]) for r in rows}) > 1
 
 
