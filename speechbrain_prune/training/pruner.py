@@ -417,21 +417,31 @@ class Pruner:
         return list(itertools.islice(loader, n))
 
     def _recalibrate(self, root, train_set, index):
+        """Re-estimates BatchNorm running statistics after surgery.
+
+        Only the BatchNorm layers run in training mode (cumulative average
+        over ``recalibrate_batches`` batches); dropout stays off and other
+        statistics (feature normalisers) are left alone.
+        """
         norms = [
             m
             for m in root.modules()
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
         ]
+        momenta = [m.momentum for m in norms]
+        was_training = root.training
+        root.eval()
         for m in norms:
             m.reset_running_stats()
             m.momentum = None
-        root.train()
+            m.train()
         loader = self._loader(train_set, self.seed + 7 + index)
         with torch.no_grad():
             for batch in itertools.islice(loader, self.recalibrate_batches):
                 self.brain.compute_forward(batch, sb.Stage.TRAIN)
-        for m in norms:
-            m.momentum = 0.1
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        root.train(was_training)
 
     class _Unwrapped:
         def __init__(self, pruner):

@@ -186,7 +186,7 @@ def test_pruning_brain_runs_a_stage_in_fit():
     torch.manual_seed(0)
     model = build_crdnn(rnn="lstm").train()
     data = [torch.rand(12, 20) for _ in range(8)]
-    pruner = Pruner("taylor", target=0.4, start_epoch=2)
+    pruner = Pruner("taylor", target=0.4, start_epoch=2, recalibrate_batches=2)
     brain = TinyBrain(
         {"model": model}, lambda p: torch.optim.Adam(p, 1e-3), pruner=pruner
     )
