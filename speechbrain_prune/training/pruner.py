@@ -50,6 +50,9 @@ from speechbrain_prune.utils import copy_module
 
 logger = logging.getLogger(__name__)
 
+#: How the stage targets' measure is written in logs.
+MEASURES = {"macs": "MACs", "params": "parameters"}
+
 #: Key of the number of pruning steps in a checkpoint's metadata.
 PRUNING_STEPS = "pruning_steps"
 
@@ -470,7 +473,7 @@ class Pruner:
             f"Pruning stage {record['stage'] + 1}/{len(self.schedule.stages)} "
             f"at epoch {record['epoch']} ({record['scorer']}, target "
             f"{record['target']:.0%} fewer "
-            f"{self.selection.get('target_type', 'macs').upper()} than "
+            f"{MEASURES[self.selection.get('target_type', 'macs')]} than "
             "unpruned)",
             "| group | kept / total |",
             "|---|---:|",
