@@ -18,8 +18,8 @@ RNNS = {
 }
 
 
-def build_crdnn(seed=0, n_feats=20, rnn="lstm", **kw):
-    """A small CRDNN with randomised norm statistics, in eval mode."""
+def make_crdnn(seed=0, n_feats=20, rnn="lstm", **kw):
+    """The small CRDNN of the tests, freshly initialised (training mode)."""
     torch.manual_seed(seed)
     opts = dict(
         input_size=n_feats,
@@ -34,7 +34,12 @@ def build_crdnn(seed=0, n_feats=20, rnn="lstm", **kw):
         rnn_class=RNNS[rnn],
     )
     opts.update(kw)
-    model = CRDNN(**opts)
+    return CRDNN(**opts)
+
+
+def build_crdnn(seed=0, n_feats=20, rnn="lstm", **kw):
+    """A small CRDNN with randomised norm statistics, in eval mode."""
+    model = make_crdnn(seed, n_feats, rnn, **kw)
     randomise_norms(model)
     return model.eval()
 

@@ -15,15 +15,10 @@ import copy
 
 import speechbrain as sb
 import torch
-from speechbrain.lobes.models.CRDNN import CRDNN
+from conftest import make_crdnn
 
 N_FEATS = 20
 VOCAB = 5  # blank (0) and four tokens
-RNNS = {
-    "ligru": sb.nnet.RNN.LiGRU,
-    "lstm": sb.nnet.RNN.LSTM,
-    "gru": sb.nnet.RNN.GRU,
-}
 _CACHE = {}
 
 
@@ -93,19 +88,7 @@ def build_modules(seed=0, rnn="lstm"):
     >>> sorted(mods.keys())
     ['model', 'output']
     """
-    torch.manual_seed(seed)
-    model = CRDNN(
-        input_size=N_FEATS,
-        cnn_blocks=2,
-        cnn_channels=[6, 8],
-        inter_layer_pooling_size=[2, 2],
-        rnn_layers=2,
-        rnn_neurons=7,
-        rnn_bidirectional=True,
-        dnn_blocks=2,
-        dnn_neurons=9,
-        rnn_class=RNNS[rnn],
-    )
+    model = make_crdnn(seed, N_FEATS, rnn)
     output = sb.nnet.linear.Linear(n_neurons=VOCAB, input_size=9)
     return torch.nn.ModuleDict({"model": model, "output": output})
 
