@@ -125,6 +125,7 @@ def build_latency_table(
     warmup=2,
     depth=True,
     rounds=3,
+    measure=None,
 ):
     """Latency of ``root`` with each group alone narrowed, and each layer
     or block alone removed.
@@ -169,13 +170,14 @@ def build_latency_table(
     >>> table["groups"]["0"]["widths"]
     [2, 4, 6, 8]
     """
-    base = measure_latency(root, run, repeats, warmup)
+    measure = measure or measure_latency
+    base = measure(root, run, repeats, warmup)
 
     def timed(variant):
         pairs = [
             (
-                measure_latency(root, run, repeats, warmup),
-                measure_latency(variant, run, repeats, warmup),
+                measure(root, run, repeats, warmup),
+                measure(variant, run, repeats, warmup),
             )
             for _ in range(max(1, rounds))
         ]
