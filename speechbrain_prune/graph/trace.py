@@ -90,6 +90,12 @@ class GroupSet(OrderedDict):
     #: the traced forward did not call.
     untraced = ()
 
+    #: ``consumer -> producer``: top-level modules (of a ``ModuleDict``
+    #: root) that the traced forward called on another top-level module's
+    #: output; what a later forward that skips the consumer needs as
+    #: ``couplings``.
+    observed_couplings = {}
+
     def prunable(self):
         """Groups that may lose channels."""
         return [g for g in self.values() if g.prunable]
@@ -226,6 +232,9 @@ def record_calls(root, run):
     top_outputs : dict
         ``name -> output tensor`` of each top-level module of a
         ``ModuleDict`` root that was called.
+    top_inputs : dict
+        ``name -> name`` of the top-level module whose output it was
+        called on (first tensor argument), where that is one.
     """
     if isinstance(run, torch.Tensor):
         example = run
@@ -254,11 +263,13 @@ def record_calls(root, run):
         return hook
 
     top_outputs = {}
+    top_calls = []
     if isinstance(root, torch.nn.ModuleDict):
         for name, module in root.items():
 
             def top_hook(module, args, output, name=name):
                 top_outputs[name] = Call(name, module, args, {}, output)
+                top_calls.append(top_outputs[name])
 
             handles.append(module.register_forward_hook(top_hook))
     for name, module, _ in targets:
@@ -275,7 +286,16 @@ def record_calls(root, run):
         for h in handles:
             h.remove()
     top = {k: c.main_output for k, c in top_outputs.items()}
-    return calls, state["escapes"], result, top
+    producer_of = {}
+    inputs = {}
+    for call in top_calls:  # in call order: producers come first
+        first = next(iter(_tensors(call.args)), None)
+        producer = producer_of.get(id(first))
+        if producer is not None and producer != call.name:
+            inputs[call.name] = producer
+        if call.main_output is not None:
+            producer_of[id(call.main_output)] = call.name
+    return calls, state["escapes"], result, top, inputs
 
 
 def discover_groups(root, run, couplings=None):
@@ -315,7 +335,7 @@ def discover_groups(root, run, couplings=None):
     DNN.block_0.linear [dense, 5]: its channels leave the traced forward
     (no consumer: a model output)
     """
-    calls, escapes, result, top = record_calls(root, run)
+    calls, escapes, result, top, inputs = record_calls(root, run)
     couplings = dict(couplings or {})
     top_names = list(root.keys()) if hasattr(root, "keys") else []
     for consumer, producer in couplings.items():
@@ -374,4 +394,5 @@ def discover_groups(root, run, couplings=None):
             and name not in couplings
             and any(True for _ in module.parameters())
         )
+        ctx.groups.observed_couplings = dict(inputs)
     return ctx.groups

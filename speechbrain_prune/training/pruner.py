@@ -142,8 +142,8 @@ class Pruner:
         self.done = []
         self.base_macs = None
         self.base_params = None
-        self.base_cost = None
         self.history = []
+        self.learned_couplings = {}
         self._validated = False
 
     # Attaching to a Brain ---------------------------------------------------
@@ -207,11 +207,27 @@ class Pruner:
     def _selector(self, target):
         return Selector(target=target, **self.selection)
 
+    @property
+    def measure(self):
+        """What the stage targets count: ``macs`` or ``params``."""
+        return self.selection.get("target_type", "macs")
+
     def _cost(self, root, run):
         """The measure the targets count in (MACs or parameters)."""
-        if self.selection.get("target_type", "macs") == "params":
+        if self.measure == "params":
             return count_params(root)
         return count_macs(root, run=run)
+
+    def _base_cost(self):
+        """The unpruned model's cost in the targets' measure.
+
+        Both measures are recorded when the run first starts, so a stage
+        configured with another measure than the run's first epochs still
+        counts against the unpruned model.
+        """
+        if self.measure == "params":
+            return self.base_params
+        return self.base_macs
 
     @staticmethod
     def _check_compiled(brain):
@@ -269,9 +285,13 @@ class Pruner:
                     "No prunable group in brain.modules:\n" + groups.describe()
                 )
             if self.base_macs is None:
+                if len(self.plan):
+                    raise RuntimeError(
+                        "The checkpoint holds a pruned model but not the "
+                        "unpruned model's cost: targets cannot be counted"
+                    )
                 self.base_macs = count_macs(scratch, run=run)
                 self.base_params = count_params(root)
-                self.base_cost = self._cost(scratch, run)
             if not len(self.plan):
                 # Can the last stage's target be met at all? Fails now, not
                 # after epochs of training.
@@ -297,7 +317,7 @@ class Pruner:
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
             cost_before = self._cost(scratch, run)
-            goal = (1.0 - target) * self.base_cost
+            goal = (1.0 - target) * self._base_cost()
             sizes_before = {g.id: g.size for g in groups.values()}
             removals = {}
             if cost_before > goal:
@@ -317,8 +337,19 @@ class Pruner:
                     )
                 if self.recalibrate_batches:
                     self._recalibrate(root, train_set, index)
-            macs_after = count_macs(copy_module(root), run=run)
+            after = copy_module(root)
+            macs_after = count_macs(after, run=run)
             params_after = count_params(root)
+            cost_after = self._cost(after, run)
+        if cost_after > goal * (1 + 1e-9):
+            raise RuntimeError(
+                f"Pruning stage {index + 1} at epoch {epoch} did not reach "
+                f"its target ({target:.0%} fewer {MEASURES[self.measure]} "
+                f"than unpruned: at most {goal:,.0f}, the model has "
+                f"{cost_after:,.0f}); {sum(map(len, removals.values()))} "
+                "channels were removed. Relax the `selection` constraints "
+                "or lower the target."
+            )
         self.done.append(index)
         record = {
             "stage": index,
@@ -330,6 +361,8 @@ class Pruner:
             "params_before": params_before,
             "params_after": params_after,
             "base_macs": self.base_macs,
+            "base_params": self.base_params,
+            "measure": self.measure,
             "seconds": time.time() - start,
             "groups": [
                 (gid, size - len(removals.get(gid, ())), size)
@@ -366,17 +399,59 @@ class Pruner:
         return run
 
     def _groups(self, root, run):
+        """The groups of ``root``, with the couplings of skipped modules.
+
+        A module the recipe calls only in some epochs (the stock seq2seq
+        recipes' CTC head, after ``number_of_ctc_epochs``) is connected
+        to what it read when it last took part: every traced forward's
+        couplings are kept with the run (and its checkpoints); when a
+        skipped module was never seen, a dry run of the first epoch's
+        forward (``epoch_counter.current = 1``) shows it.
+        """
         groups = discover_groups(root, run, self.couplings)
-        untraced = [n for n in groups.untraced if n not in self.ignore_untraced]
+        self.learned_couplings.update(groups.observed_couplings)
+        untraced = self._untraced(groups)
+        if untraced and not set(untraced) <= set(self.learned_couplings):
+            self._learn_from_first_epoch(root, run)
+        learned = {
+            n: self.learned_couplings[n]
+            for n in untraced
+            if n in self.learned_couplings
+        }
+        if learned:
+            logger.info(
+                f"Couplings of modules this forward skips, as seen in an "
+                f"earlier forward: {learned}"
+            )
+            groups = discover_groups(root, run, {**learned, **self.couplings})
+            untraced = self._untraced(groups)
         if untraced:
             raise ValueError(
                 f"Modules {untraced} take no part in the training forward "
-                "(compute_forward, Stage.TRAIN), so what they read cannot be "
-                "seen. If one reads another module's output, declare it under "
-                "the pruner's `couplings` ({consumer: producer}); if it reads "
+                "(compute_forward, Stage.TRAIN), neither now nor in the "
+                "first epoch's, so what they read cannot be seen. If one "
+                "reads another module's output, declare it under the "
+                "pruner's `couplings` ({consumer: producer}); if it reads "
                 "nothing prunable, list it under `ignore_untraced`."
             )
         return groups
+
+    def _untraced(self, groups):
+        return [n for n in groups.untraced if n not in self.ignore_untraced]
+
+    def _learn_from_first_epoch(self, root, run):
+        """Traces the forward as the first epoch runs it, on a copy."""
+        hparams = getattr(self.brain, "hparams", None)
+        counter = getattr(hparams, "epoch_counter", None)
+        if counter is None or not hasattr(counter, "current"):
+            return
+        saved = counter.current
+        counter.current = 1
+        try:
+            groups = discover_groups(copy_module(root), run, self.couplings)
+        finally:
+            counter.current = saved
+        self.learned_couplings.update(groups.observed_couplings)
 
     def _loader(self, train_set, seed, batch_size=None):
         """A seeded loader over the training data, apart from training's."""
@@ -473,18 +548,19 @@ class Pruner:
             f"Pruning stage {record['stage'] + 1}/{len(self.schedule.stages)} "
             f"at epoch {record['epoch']} ({record['scorer']}, target "
             f"{record['target']:.0%} fewer "
-            f"{MEASURES[self.selection.get('target_type', 'macs')]} than "
-            "unpruned)",
+            f"{MEASURES[record['measure']]} than unpruned)",
             "| group | kept / total |",
             "|---|---:|",
         ]
         for gid, kept, total in record["groups"]:
             lines.append(f"| {gid} | {kept} / {total} |")
-        base = record["base_macs"]
         lines.append(
             f"MACs {record['macs_before']:,} -> {record['macs_after']:,} "
-            f"({record['macs_after'] / base:.1%} of unpruned); params "
-            f"{record['params_before']:,} -> {record['params_after']:,}"
+            f"({record['macs_after'] / record['base_macs']:.1%} of "
+            f"unpruned); params {record['params_before']:,} -> "
+            f"{record['params_after']:,} ("
+            f"{record['params_after'] / record['base_params']:.1%} of "
+            "unpruned)"
         )
         text = "\n".join(lines)
         logger.info(text)
@@ -504,8 +580,8 @@ class Pruner:
                 "done": list(self.done),
                 "base_macs": self.base_macs,
                 "base_params": self.base_params,
-                "base_cost": self.base_cost,
                 "history": self.history,
+                "learned_couplings": dict(self.learned_couplings),
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "numpy": np.random.get_state(),
@@ -539,8 +615,8 @@ class Pruner:
         self.done = list(state["done"])
         self.base_macs = state["base_macs"]
         self.base_params = state["base_params"]
-        self.base_cost = state.get("base_cost", self.base_macs)
         self.history = list(state.get("history", []))
+        self.learned_couplings.update(state.get("learned_couplings", {}))
         rng = state.get("rng")
         if rng and end_of_epoch:
             _set_rng(rng)
@@ -557,10 +633,15 @@ def _set_rng(state):
 def put_first(checkpointer, name, obj):
     """Registers ``obj`` as the first recoverable: it loads before the rest.
 
-    The plan must resize the model before the model's weights load.
+    The plan must resize the model before the model's weights load. It is
+    optional: a checkpoint without it (a run trained with SpeechBrain's
+    stock ``Checkpointer``, or before pruning was added) is a dense model
+    with no stage done yet.
     """
     if checkpointer.recoverables.get(name) is not obj:
-        checkpointer.add_recoverable(name, obj)
+        checkpointer.add_recoverable(name, obj, optional_load=True)
+    else:
+        checkpointer.optional_recoverables[name] = True
     items = [(name, obj)] + [
         (k, v) for k, v in checkpointer.recoverables.items() if k != name
     ]

@@ -277,6 +277,11 @@ def test_declared_coupling_for_a_module_the_forward_skips():
 
     groups = discover_groups(modules, run)
     assert groups.untraced == ("ctc_lin",)
+    assert groups.observed_couplings == {"seq_lin": "enc"}
+    both = discover_groups(
+        modules, lambda m: (m.seq_lin(m.enc(feats)), m.ctc_lin(m.enc(feats)))
+    )
+    assert both.observed_couplings == {"seq_lin": "enc", "ctc_lin": "enc"}
     groups = discover_groups(modules, run, couplings={"ctc_lin": "enc"})
     assert groups.untraced == ()
     gid = "enc.DNN.block_1.linear"

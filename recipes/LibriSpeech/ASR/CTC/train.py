@@ -165,6 +165,9 @@ if __name__ == "__main__":
     )
     sb.utils.distributed.run_on_main(prepare_data, kwargs={"hparams": hparams})
     datasets, label_encoder = dataio_prepare(hparams)
+    if "pretrainer" in hparams:  # start from a pretrained model
+        sb.utils.distributed.run_on_main(hparams["pretrainer"].collect_files)
+        hparams["pretrainer"].load_collected()
 
     asr_brain = ASR(
         modules=hparams["modules"],

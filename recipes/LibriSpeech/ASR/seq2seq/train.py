@@ -40,21 +40,33 @@ class ASR(sb.Brain):
         e_in = self.modules.emb(tokens_bos)
         h, _ = self.modules.dec(e_in, x, wav_lens)
         p_seq = self.hparams.log_softmax(self.modules.seq_lin(h))
-        p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(x))
+        p_ctc = None
+        if self.ctc_in_use(stage):
+            p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(x))
         hyps = None
         if stage != sb.Stage.TRAIN:
             hyps, _, _, _ = self.hparams.greedy_search(x, wav_lens)
         return p_ctc, p_seq, wav_lens, hyps
+
+    def ctc_in_use(self, stage):
+        """CTC in training up to ``number_of_ctc_epochs``; always outside."""
+        if stage != sb.Stage.TRAIN:
+            return True
+        epoch = self.hparams.epoch_counter.current
+        return epoch <= self.hparams.number_of_ctc_epochs
 
     def compute_objectives(self, predictions, batch, stage):
         """Joint CTC/attention loss; error rates outside training."""
         p_ctc, p_seq, wav_lens, hyps = predictions
         tokens_eos, tokens_eos_lens = batch.tokens_eos
         tokens, tokens_lens = batch.tokens
-        loss_seq = self.hparams.seq_cost(p_seq, tokens_eos, tokens_eos_lens)
-        loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
-        w = self.hparams.ctc_weight
-        loss = w * loss_ctc + (1 - w) * loss_seq
+        loss = self.hparams.seq_cost(p_seq, tokens_eos, tokens_eos_lens)
+        if p_ctc is not None:
+            loss_ctc = self.hparams.ctc_cost(
+                p_ctc, tokens, wav_lens, tokens_lens
+            )
+            w = self.hparams.ctc_weight
+            loss = w * loss_ctc + (1 - w) * loss
         if stage != sb.Stage.TRAIN:
             words = [
                 "".join(self.label_encoder.decode_ndim(h)).split() for h in hyps
