@@ -38,6 +38,7 @@ import time
 import torch
 
 from speechbrain_prune.graph import discover_groups
+from speechbrain_prune.graph.depth import depth_candidates
 from speechbrain_prune.surgery.prune import apply_removals
 
 DEFAULT_FRACTIONS = (0.75, 0.5, 0.25)
@@ -207,8 +208,6 @@ def build_latency_table(
             "seconds": seconds + [base],
         }
     if depth:
-        from speechbrain_prune.selection import depth_candidates
-
         for cand in depth_candidates(root):
             clone = copy.deepcopy(root)
             cand.apply(clone)

@@ -1,84 +1,41 @@
-"""Which channels go: importance scores ranked under a compute budget.
+"""The channel ``Selector``: importance scores ranked under a budget.
 
 Given per-channel scores of the prunable groups, a :class:`Selector`
 chooses the channels to remove so that a target is met with the least
-damage:
-
-- targets: a fraction of MACs (default), of parameters, or of latency (from
-  a measured table, see :mod:`speechbrain_prune.costs.latency`) to remove,
-  or a ratio of channels per layer;
-- ranking: global across groups (scores optionally normalised per group)
-  or uniform (every group loses the same fraction); cost-aware ranking
-  orders removals by importance per unit of cost saved;
-- constraints: keep at least ``min_keep`` channels and ``min_keep_fraction``
-  of each group, keep widths multiple of ``round_to``, leave the groups of
-  modules matching ``protect`` untouched.
-
-The cost of a channel depends on the widths of its neighbours (a conv
-channel costs less once the next conv is narrower), so a global selection
-runs in rounds: a greedy pass with the current per-channel costs, then an
-exact count on a pruned copy, then costs measured again at the new widths,
-until the target is met. Per-channel costs at fixed widths add up to at
-least the true saving, so the count approaches the target from below and
-the last round overshoots it by at most one removal step (``round_to``
-channels of one group): that is the granularity of the result.
-
-Errors in the options (unknown values, a target outside (0, 1), a pattern
-matching no module, a budget the constraints cannot meet) raise
-:class:`SelectionError` naming the key to change. :meth:`Selector.check`
-finds all of them before any scoring or training time is spent.
+damage (see :mod:`speechbrain_prune.selection` for the targets, rankings
+and constraints). The cost of a channel depends on the widths of its
+neighbours (a conv channel costs less once the next conv is narrower), so
+a global selection runs in rounds: a greedy pass with the current
+per-channel costs, then an exact count on a pruned copy
+(:class:`~speechbrain_prune.selection.meter.CostMeter`), then costs
+measured again at the new widths, until the target is met. Per-channel
+costs at fixed widths add up to at least the true saving, so the count
+approaches the target from below and the last round overshoots it by at
+most one removal step (``round_to`` channels of one group).
 
 Authors
  * speechbrain-prune team 2026
 """
 
-import copy
 import fnmatch
 import heapq
-import itertools
-import math
+import zlib
 
 import torch
 
-from speechbrain_prune.costs.macs import count_macs, count_params, group_costs
-from speechbrain_prune.handlers import ModuleHandler, handler_for
+from speechbrain_prune.costs.latency import LatencyModel
 from speechbrain_prune.scorers.base import ScoreError
-from speechbrain_prune.surgery.ledger import SliceLedger
-from speechbrain_prune.surgery.prune import (
-    apply_removals,
-    remove_block,
-    remove_rnn_layer,
+from speechbrain_prune.selection.constraints import (
+    COSTS,
+    MODES,
+    NORMALIZATIONS,
+    TARGET_TYPES,
+    SelectionError,
+    removal_steps,
+    require_fraction,
+    require_one_of,
 )
-
-TARGET_TYPES = ("macs", "params", "latency", "layer_ratio")
-NORMALIZATIONS = ("none", "mean", "max", "l2")
-MODES = ("global", "uniform")
-COSTS = ("macs", "params", "latency")
-
-
-class SelectionError(ValueError):
-    """The selection options cannot be honoured; the message names the key."""
-
-
-def removal_steps(size, min_keep=1, min_keep_fraction=0.0, round_to=1):
-    """Allowed numbers of removed channels of a group, increasing.
-
-    Kept widths are multiples of ``round_to`` and at least
-    ``max(min_keep, ceil(min_keep_fraction * size))`` (rounded up to a
-    multiple of ``round_to``).
-
-    Example
-    -------
-    >>> removal_steps(10, round_to=4)
-    [2, 6]
-    >>> removal_steps(10, min_keep_fraction=0.5)
-    [1, 2, 3, 4, 5]
-    """
-    floor = max(int(min_keep), math.ceil(min_keep_fraction * size - 1e-9), 1)
-    floor = math.ceil(floor / round_to) * round_to
-    return [
-        size - w for w in range(size - 1, floor - 1, -1) if w % round_to == 0
-    ]
+from speechbrain_prune.selection.meter import CostMeter
 
 
 def normalize_scores(scores, how):
@@ -185,22 +142,24 @@ class Selector:
         latency_table=None,
         seed=0,
     ):
-        _one_of("target_type", target_type, TARGET_TYPES)
-        _one_of("normalization", normalization, NORMALIZATIONS)
-        _one_of("mode", mode, MODES)
+        require_one_of("target_type", target_type, TARGET_TYPES)
+        require_one_of("normalization", normalization, NORMALIZATIONS)
+        require_one_of("mode", mode, MODES)
         cost = cost or (target_type if target_type in COSTS else "macs")
-        _one_of("cost", cost, COSTS)
+        require_one_of("cost", cost, COSTS)
         if target_type == "layer_ratio":
             ratios = target if isinstance(target, dict) else {"*": target}
             for pattern, r in ratios.items():
-                _fraction("target", r, low_inclusive=True)
+                require_fraction("target", r, low_inclusive=True)
         else:
-            _fraction("target", target)
+            require_fraction("target", target)
         if int(min_keep) < 1 or int(min_keep) != min_keep:
             raise SelectionError(
                 f"`min_keep` must be an integer >= 1, got {min_keep!r}"
             )
-        _fraction("min_keep_fraction", min_keep_fraction, low_inclusive=True)
+        require_fraction(
+            "min_keep_fraction", min_keep_fraction, low_inclusive=True
+        )
         if int(round_to) < 1 or int(round_to) != round_to:
             raise SelectionError(
                 f"`round_to` must be an integer >= 1, got {round_to!r}"
@@ -401,10 +360,8 @@ class Selector:
     def _meter(self, root, groups, run, costs, base):
         if self.target_type == "latency" or self.cost == "latency":
             if self._latency is None:
-                from speechbrain_prune.costs.latency import LatencyModel
-
                 self._latency = LatencyModel.from_any(self.latency_table)
-        return _Meter(self, root, groups, run, costs, base, self._latency)
+        return CostMeter(self, root, groups, run, costs, base, self._latency)
 
     def _uniform(self, cands, meter):
         """Smallest common fraction of every group that meets the target."""
@@ -515,123 +472,6 @@ class Selector:
         )
 
 
-class _Meter:
-    """Measures what a removal saves: exact counts, a table, or additive."""
-
-    def __init__(self, selector, root, groups, run, costs, base, latency):
-        self.sel = selector
-        self.root = root
-        self.groups = groups
-        self.run = run
-        self.latency = latency
-        self.kind = selector.target_type
-        self._costs0 = costs
-        if root is None and self.kind != "latency":
-            if costs is None or base is None:
-                raise SelectionError(
-                    "Without the model, selection needs per-channel `costs` "
-                    "and the model's total (`base`)"
-                )
-        if "macs" in (self.kind, selector.cost) and root is not None:
-            if run is None:
-                raise SelectionError(
-                    "MAC targets and costs need `run` (one forward pass, or "
-                    "an example input) to count MACs"
-                )
-        if self.kind == "latency":
-            self.base = latency.base
-        elif base is not None:
-            self.base = float(base)
-        else:
-            self.base = float(self._measure(self.root))
-        self._cache = {}
-        self._unit_cache = {}
-
-    def _measure(self, model):
-        if self.kind == "macs":
-            return count_macs(model, run=self.run)
-        return count_params(model)
-
-    def _pruned(self, counts):
-        """A pruned copy of the root and its groups (cached per counts)."""
-        removals = {
-            gid: torch.arange(self.groups[gid].size - c, self.groups[gid].size)
-            for gid, c in counts.items()
-            if c
-        }
-        clone = copy.deepcopy(self.root)
-        groups = copy.deepcopy(self.groups)
-        apply_removals(clone, groups, removals)
-        return clone, groups
-
-    def saved_fraction(self, counts):
-        """Fraction of the base that removing ``counts`` channels saves."""
-        key = tuple(sorted((g, c) for g, c in counts.items() if c))
-        if key in self._cache:
-            return self._cache[key]
-        if self.kind == "latency":
-            widths = {
-                gid: self.groups[gid].size - c for gid, c in counts.items()
-            }
-            after = self.latency.estimate(widths)
-        elif self.root is None:
-            unit = self._costs0
-            after = self.base - sum(
-                c * unit[gid][self.kind] for gid, c in counts.items()
-            )
-        else:
-            after = self._measure(self._pruned(counts)[0])
-        value = (self.base - after) / self.base
-        self._cache[key] = value
-        return value
-
-    def unit_costs(self, counts, what):
-        """Per-channel saving (``what``) of each group after ``counts``."""
-        if what == "latency":
-            return {
-                gid: self.latency.channel_cost(
-                    gid, self.groups[gid].size - counts.get(gid, 0)
-                )
-                for gid in counts
-            }
-        if self.root is None or (
-            not any(counts.values()) and self._costs0 is not None
-        ):
-            return {gid: self._costs0[gid][what] for gid in counts}
-        key = (what, tuple(sorted((g, c) for g, c in counts.items() if c)))
-        if key not in self._unit_cache:
-            clone, groups = self._pruned(counts)
-            if what == "macs":
-                measured = group_costs(clone, groups, self.run)
-                value = {gid: measured[gid]["macs"] for gid in counts}
-            else:
-                value = {gid: _param_cost(clone, groups[gid]) for gid in counts}
-            self._unit_cache[key] = value
-        return self._unit_cache[key]
-
-    def report(self, counts, rounds):
-        achieved = self.saved_fraction(counts)
-        return {
-            "target_type": self.kind,
-            "target": self.sel.target,
-            "base": self.base,
-            "after": self.base * (1 - achieved),
-            "achieved": achieved,
-            "rounds": rounds,
-        }
-
-
-def _param_cost(root, group):
-    """Parameters one channel of ``group`` holds (all its members)."""
-    if group.size < 2:
-        return 0
-    clone = copy.deepcopy(root)
-    g = copy.deepcopy(group)
-    before = count_params(clone)
-    apply_removals(clone, {g.id: g}, {g.id: [group.size - 1]})
-    return before - count_params(clone)
-
-
 def _removals(orders, counts):
     out = {}
     for gid, c in counts.items():
@@ -641,291 +481,7 @@ def _removals(orders, counts):
 
 
 def _stable_hash(text):
-    import zlib
-
     return zlib.crc32(str(text).encode()) % (2**31)
-
-
-def _one_of(key, value, allowed):
-    if value not in allowed:
-        raise SelectionError(
-            f"Unknown {key} {value!r} (set `{key}` to one of "
-            f"{', '.join(allowed)})"
-        )
-
-
-def _fraction(key, value, low_inclusive=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (0 <= value if low_inclusive else 0 < value) and value < 1
-    if not ok:
-        low = "[0" if low_inclusive else "(0"
-        raise SelectionError(
-            f"`{key}` must be a fraction in {low}, 1), got {value!r}"
-        )
-
-
-# Depth: whole RNN layers and DNN blocks -------------------------------------
-
-
-class DepthCandidate:
-    """A whole RNN layer or DNN block that may be removed.
-
-    Arguments
-    ---------
-    kind : str
-        ``rnn_layer`` or ``block``.
-    module : str
-        The RNN module, or the block, by qualified name.
-    layer : int, optional
-        The RNN layer.
-
-    Example
-    -------
-    >>> import speechbrain as sb
-    >>> root = torch.nn.ModuleDict(
-    ...     {"rnn": sb.nnet.RNN.GRU(4, input_size=4, num_layers=3)})
-    >>> cand = DepthCandidate("rnn_layer", "rnn", 1)
-    >>> _ = cand.apply(root)
-    >>> cand.name, root.rnn.rnn.num_layers
-    ('rnn:1', 2)
-    """
-
-    def __init__(self, kind, module, layer=None):
-        self.kind = kind
-        self.module = module
-        self.layer = layer
-
-    @property
-    def name(self):
-        """``module:layer`` for RNN layers, the block's name for blocks."""
-        if self.kind == "rnn_layer":
-            return f"{self.module}:{self.layer}"
-        return self.module
-
-    def apply(self, root, plan=None):
-        """Removes it from ``root`` (recorded in ``plan`` when given)."""
-        if self.kind == "rnn_layer":
-            if plan is not None:
-                return plan.remove_rnn_layer(root, self.module, self.layer)
-            return remove_rnn_layer(root, self.module, self.layer)
-        if plan is not None:
-            return plan.remove_block(root, self.module)
-        return remove_block(root, self.module)
-
-    def target(self, root):
-        """The module that removing it changes (to restore it afterwards)."""
-        if self.kind == "rnn_layer":
-            return root.get_submodule(self.module)
-        parent = self.module.rpartition(".")[0]
-        return root.get_submodule(parent) if parent else root
-
-    def __repr__(self):
-        return f"DepthCandidate({self.name!r})"
-
-
-def depth_candidates(root):
-    """Every RNN layer and block of ``root`` that may be removed now.
-
-    An RNN layer qualifies when it maps a width to the same width (its
-    consumer then reads its input), a block when it holds one
-    width-changing layer whose input and output widths agree (with its
-    norm, activation, dropout) and is not its container's only block.
-    Each candidate is tried on a copy.
-
-    Example
-    -------
-    >>> from speechbrain.lobes.models.CRDNN import CRDNN
-    >>> model = CRDNN(input_size=20, cnn_blocks=1, cnn_channels=[4],
-    ...               rnn_layers=3, rnn_neurons=4, dnn_blocks=2,
-    ...               dnn_neurons=8)
-    >>> [c.name for c in depth_candidates(model)]
-    ['RNN:1', 'RNN:2', 'DNN.block_0', 'DNN.block_1']
-    """
-    out = []
-    for name, module in root.named_modules():
-        handler = handler_for(module)
-        if handler is None or (
-            type(handler).remove_layer is ModuleHandler.remove_layer
-        ):
-            continue
-        inner = module.rnn
-        n = getattr(inner, "num_layers", None) or len(inner)
-        for k in range(n):
-            try:
-                handler.remove_layer(copy.deepcopy(module), k, SliceLedger())
-            except (ValueError, TypeError):
-                continue
-            out.append(DepthCandidate("rnn_layer", name, k))
-    for name, module in root.named_modules():
-        if module is root or not isinstance(module, torch.nn.ModuleDict):
-            continue
-        if len(module) < 2 or handler_for(module) is not None:
-            continue
-        for child, block in module.items():
-            if len(list(block.children())) < 2:
-                continue  # a layer, not a block of layers
-            trial = torch.nn.ModuleDict({"p": copy.deepcopy(module)})
-            try:
-                remove_block(trial, f"p.{child}")
-            except (ValueError, TypeError):
-                continue
-            out.append(DepthCandidate("block", f"{name}.{child}"))
-    return out
-
-
-def depth_scores(
-    root, candidates, batches, loss_fn, n_batches=4, signed=False, seed=0
-):
-    """Loss increase when each candidate alone is removed (exact).
-
-    Each removal is made in place, measured on the same batches in eval
-    mode and taken back, so ``loss_fn`` may hold the recipe's modules.
-
-    Returns
-    -------
-    dict
-        ``candidate name -> |mean loss change|`` (signed with ``signed``).
-
-    Example
-    -------
-    >>> import speechbrain as sb
-    >>> net = sb.nnet.RNN.LSTM(4, input_size=4, num_layers=2)
-    >>> root = torch.nn.ModuleDict({"rnn": net})
-    >>> cands = depth_candidates(root)
-    >>> loss_fn = lambda x: root.rnn(x)[0].pow(2).mean()
-    >>> scores = depth_scores(root, cands, [torch.rand(2, 5, 4)], loss_fn)
-    >>> list(scores), net.rnn.num_layers
-    (['rnn:0', 'rnn:1'], 2)
-    """
-    from speechbrain_prune.scorers.base import restored, scoring_state
-    from speechbrain_prune.scorers.sensitivity import _seeded
-
-    kept = list(itertools.islice(iter(batches), n_batches))
-    if not kept:
-        raise ValueError("depth_scores got no batches")
-
-    def losses():
-        out = []
-        for b, batch in enumerate(kept):
-            with torch.no_grad(), _seeded(seed + b):
-                loss = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise ScoreError(f"The loss is {loss.item()} at batch {b}")
-            out.append(float(loss))
-        return torch.tensor(out, dtype=torch.float64)
-
-    scores = {}
-    with scoring_state(root, eval_mode=True):
-        base = losses()
-        for cand in candidates:
-            with restored([cand.target(root)]):
-                cand.apply(root)
-                delta = float((losses() - base).mean())
-            scores[cand.name] = delta if signed else abs(delta)
-    return scores
-
-
-def select_depth(
-    root,
-    candidates,
-    scores,
-    run=None,
-    target=0.3,
-    target_type="macs",
-    latency_table=None,
-    cost_aware=True,
-):
-    """Whole layers and blocks to remove so that ``target`` is saved.
-
-    Candidates are ranked by loss increase (``scores``, e.g. from
-    :func:`depth_scores`) per unit saved (``cost_aware``), or by loss
-    increase alone, and taken greedily; each set is applied to a copy and
-    measured (MACs or parameters exactly, latency from the table's depth
-    entries, taken as additive), and a candidate that can no longer be
-    removed once others are gone is skipped.
-
-    Returns
-    -------
-    list of DepthCandidate
-        In the order to apply them (layers of one RNN from the last).
-
-    Example
-    -------
-    >>> from speechbrain.lobes.models.CRDNN import CRDNN
-    >>> model = CRDNN(input_size=20, cnn_blocks=1, cnn_channels=[4],
-    ...               rnn_layers=3, rnn_neurons=4, dnn_blocks=2,
-    ...               dnn_neurons=8).eval()
-    >>> x = torch.rand(1, 50, 20)
-    >>> cands = depth_candidates(model)
-    >>> scores = {"RNN:1": 0.5, "RNN:2": 0.2, "DNN.block_0": 0.3,
-    ...           "DNN.block_1": 0.1}
-    >>> chosen = select_depth(model, cands, scores, run=x, target=0.02)
-    >>> [c.name for c in chosen]
-    ['RNN:2']
-    """
-    _one_of("target_type", target_type, ("macs", "params", "latency"))
-    _fraction("target", target)
-    latency = None
-    if target_type == "latency":
-        from speechbrain_prune.costs.latency import LatencyModel
-
-        if latency_table is None:
-            raise SelectionError("A latency target needs `latency_table`")
-        latency = LatencyModel.from_any(latency_table)
-    if target_type == "macs" and run is None:
-        raise SelectionError("MAC targets need `run` to count MACs")
-
-    def measure(model):
-        if target_type == "macs":
-            return count_macs(model, run=run)
-        return count_params(model)
-
-    def ordered(chosen):
-        return sorted(
-            chosen,
-            key=lambda c: (c.kind != "rnn_layer", c.module, -(c.layer or 0)),
-        )
-
-    def saved(chosen):
-        if latency is not None:
-            total = sum(latency.depth_saving(c.name) for c in chosen)
-            return total / latency.base
-        clone = copy.deepcopy(root)
-        for c in ordered(chosen):
-            c.apply(clone)
-        return (base - measure(clone)) / base
-
-    base = None if latency is not None else measure(root)
-    missing = [c.name for c in candidates if c.name not in scores]
-    if missing:
-        raise SelectionError(f"No depth score for {missing}")
-    priority = {}
-    for c in candidates:
-        gain = saved([c])
-        if cost_aware:
-            priority[c.name] = scores[c.name] / gain if gain > 0 else math.inf
-        else:
-            priority[c.name] = scores[c.name]
-    chosen, achieved = [], 0.0
-    for c in sorted(candidates, key=lambda c: (priority[c.name], c.name)):
-        if achieved >= target:
-            break
-        if math.isinf(priority[c.name]):
-            continue
-        try:
-            trial = saved(chosen + [c])
-        except (ValueError, TypeError):
-            continue  # no longer removable once the others are gone
-        chosen.append(c)
-        achieved = trial
-    if achieved < target:
-        raise SelectionError(
-            f"Removing every depth candidate saves {achieved:.1%} of the "
-            f"{target_type}, less than `target` {target:.1%}; lower it or "
-            "prune channels as well"
-        )
-    return ordered(chosen)
 
 
 def select(
@@ -969,6 +525,7 @@ def select(
     ...     sb.nnet.linear.Linear(n_neurons=2, input_size=4))
     >>> x = torch.rand(1, 5, 3)
     >>> groups = discover_groups(model, x)
+    >>> from speechbrain_prune.costs import count_macs, group_costs
     >>> costs = group_costs(model, groups, x)
     >>> removed = select(groups, {"0": torch.tensor([3.0, 1.0, 2.0, 4.0])},
     ...                  costs, target=0.25, base_macs=count_macs(model, run=x))
