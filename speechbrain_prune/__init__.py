@@ -8,12 +8,14 @@ training loop (``brain``).
 __version__ = "0.1.0"
 
 from speechbrain_prune.costs import count_macs, count_params  # noqa: E402
+from speechbrain_prune.costs.setup import LatencySetup  # noqa: E402
 from speechbrain_prune.graph import discover_groups  # noqa: E402
 from speechbrain_prune.plan import PruningPlan  # noqa: E402
 from speechbrain_prune.reference import masked_reference  # noqa: E402
 from speechbrain_prune.surgery import apply_removals  # noqa: E402
 
 __all__ = [
+    "LatencySetup",
     "PruningPlan",
     "apply_removals",
     "count_macs",

@@ -36,6 +36,7 @@ import sys
 import time
 
 import torch
+from tqdm import tqdm
 
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.graph.depth import depth_candidates
@@ -103,6 +104,31 @@ def measure_latency(root, run, repeats=10, warmup=2):
     return statistics.median(times)
 
 
+def latency_ratio(reference, model, run, repeats=10, warmup=2, rounds=3):
+    """Latency of ``model`` over that of ``reference``, timed side by side.
+
+    The two are timed alternately ``rounds`` times (``repeats`` runs each,
+    median), and the ratio of the medians is returned: slow drifts of the
+    device (clocks, other work) cancel.
+
+    Example
+    -------
+    >>> small, big = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+    >>> x = torch.rand(64, 8)
+    >>> latency_ratio(big, small, x, repeats=3, warmup=1, rounds=1) > 0
+    True
+    """
+    pairs = [
+        (
+            measure_latency(reference, run, repeats, warmup),
+            measure_latency(model, run, repeats, warmup),
+        )
+        for _ in range(max(1, rounds))
+    ]
+    ref = statistics.median(p[0] for p in pairs)
+    return statistics.median(p[1] for p in pairs) / ref
+
+
 def describe_device(device):
     """A readable name of ``device`` for the table.
 
@@ -127,6 +153,7 @@ def build_latency_table(
     depth=True,
     rounds=3,
     measure=None,
+    progress=False,
 ):
     """Latency of ``root`` with each group alone narrowed, and each layer
     or block alone removed.
@@ -151,6 +178,11 @@ def build_latency_table(
         of the medians, which cancels slow drifts of the device (clocks,
         other work). GPU timings of small batches are noisy: use several
         rounds and enough repeats.
+    measure : callable, optional
+        ``measure(model, run, repeats, warmup) -> seconds``; by default
+        :func:`measure_latency`. Tests give a deterministic cost here.
+    progress : bool
+        Show a progress bar (one step per measured group).
 
     Returns
     -------
@@ -191,6 +223,12 @@ def build_latency_table(
         "groups": {},
         "depth": {},
     }
+    bar = tqdm(
+        total=len(groups.prunable()),
+        desc="Latency table",
+        unit="group",
+        disable=not progress,
+    )
     for group in groups.prunable():
         floor = max(1, getattr(group, "min_size", 1))
         widths = sorted(
@@ -207,6 +245,8 @@ def build_latency_table(
             "widths": widths + [group.size],
             "seconds": seconds + [base],
         }
+        bar.update()
+    bar.close()
     if depth:
         for cand in depth_candidates(root):
             clone = copy.deepcopy(root)

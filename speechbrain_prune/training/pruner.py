@@ -25,6 +25,7 @@ Authors
 import fnmatch
 import itertools
 import logging
+import os
 import random
 import time
 
@@ -40,10 +41,15 @@ from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speechbrain_prune.costs import count_macs, count_params, group_costs
+from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
 from speechbrain_prune.selection import Selector
+from speechbrain_prune.training.latency_stage import (
+    LatencyStage,
+    dense_architecture,
+)
 from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
 from speechbrain_prune.training.schedule import PruningSchedule
 from speechbrain_prune.utils import copy_module
@@ -51,7 +57,7 @@ from speechbrain_prune.utils import copy_module
 logger = logging.getLogger(__name__)
 
 #: How the stage targets' measure is written in logs.
-MEASURES = {"macs": "MACs", "params": "parameters"}
+MEASURES = {"macs": "MACs", "params": "parameters", "latency": "latency"}
 
 #: Key of the number of pruning steps in a checkpoint's metadata.
 PRUNING_STEPS = "pruning_steps"
@@ -90,6 +96,9 @@ class Pruner:
         many training batches (0: keep the sliced statistics).
     scoring_batch_size : int, optional
         Batch size of the scoring loader (default: the training loader's).
+    latency : LatencySetup, optional
+        Where and how latency targets are timed (``selection: {target_type:
+        latency}``); default: CPU, 2 threads, batch 1, 10 s of audio.
     seed : int
         Seeds the choice of scoring batches (and the random scorer).
 
@@ -115,6 +124,7 @@ class Pruner:
         reset_optimizer=False,
         recalibrate_batches=0,
         scoring_batch_size=None,
+        latency=None,
         seed=0,
     ):
         self.schedule = PruningSchedule(
@@ -129,6 +139,7 @@ class Pruner:
             scorer if isinstance(scorer, Scorer) else get_scorer(scorer)
         )
         self.selection = dict(selection or {})
+        self.latency = latency
         self._check_selection_keys()
         self.couplings = dict(couplings or {})
         self.ignore_untraced = list(ignore_untraced)
@@ -144,6 +155,8 @@ class Pruner:
         self.base_params = None
         self.history = []
         self.learned_couplings = {}
+        self._dense = None
+        self._latency = None
         self._validated = False
 
     # Attaching to a Brain ---------------------------------------------------
@@ -160,6 +173,10 @@ class Pruner:
         self.brain = brain
         self._check_compiled(brain)
         self._check_patterns(brain.modules)
+        if self.measure == "latency":
+            # Built from the YAML, before any checkpoint resizes it: the
+            # unpruned architecture that latency ratios are timed against.
+            self._dense = dense_architecture(brain.modules)
         checkpointer = checkpointer or brain.checkpointer
         if checkpointer is not None:
             put_first(checkpointer, "pruner", self)
@@ -196,20 +213,33 @@ class Pruner:
                 f"`selection`; known keys: {sorted(known)}"
             )
         measure = self.selection.get("target_type", "macs")
-        if measure not in ("macs", "params"):
+        if measure not in MEASURES:
             raise ValueError(
                 f"selection.target_type {measure!r}: pruning stages count "
-                "their cumulative targets in `macs` or `params`; use "
+                f"their cumulative targets in {', '.join(MEASURES)}; use "
                 "speechbrain_prune.selection.Selector directly for others"
             )
-        self._selector(self.schedule.stages[-1][1])
+        if "latency_table" in self.selection:
+            raise ValueError(
+                "selection.latency_table: latency stages measure their own "
+                "tables under the pruner's `latency` conditions (a "
+                "LatencySetup); remove the key"
+            )
+        if measure == "latency" and self.latency is None:
+            self.latency = LatencySetup()
+        table = {"base_seconds": 1.0, "groups": {}} if self.latency else None
+        self._selector(self.schedule.stages[-1][1], table)
 
-    def _selector(self, target):
+    def _selector(self, target, latency_table=None):
+        if self.measure == "latency":
+            return Selector(
+                target=target, latency_table=latency_table, **self.selection
+            )
         return Selector(target=target, **self.selection)
 
     @property
     def measure(self):
-        """What the stage targets count: ``macs`` or ``params``."""
+        """What the stage targets count: ``macs``, ``params``, ``latency``."""
         return self.selection.get("target_type", "macs")
 
     def _cost(self, root, run):
@@ -227,6 +257,8 @@ class Pruner:
         """
         if self.measure == "params":
             return self.base_params
+        if self.measure == "latency":
+            return 1.0  # latency is counted as a ratio to the unpruned model
         return self.base_macs
 
     @staticmethod
@@ -295,7 +327,13 @@ class Pruner:
             if not len(self.plan):
                 # Can the last stage's target be met at all? Fails now, not
                 # after epochs of training.
-                self._selector(self.schedule.stages[-1][1]).check(
+                table = None
+                if self.measure == "latency":
+                    # Stage 1 of the dense model: measured now, reused then.
+                    table = self._latency_cache(0, scratch, groups, train_set)[
+                        "table"
+                    ]
+                self._selector(self.schedule.stages[-1][1], table).check(
                     scratch, groups, run
                 )
         self._validated = True
@@ -316,20 +354,33 @@ class Pruner:
             groups = self._groups(scratch, run)
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
-            cost_before = self._cost(scratch, run)
             goal = (1.0 - target) * self._base_cost()
             sizes_before = {g.id: g.size for g in groups.values()}
             removals = {}
+            latency = None
+            if self.measure == "latency":
+                latency = self._latency_cache(index, scratch, groups, train_set)
+                cost_before = latency["current_ratio"]
+            else:
+                cost_before = self._cost(scratch, run)
             if cost_before > goal:
-                fraction = 1.0 - goal / cost_before
                 batches = self._scoring_batches(train_set, index)
                 scores = self.scorer.score(
                     root, groups, batches, brain_loss_fn(brain)
                 )
                 costs = group_costs(scratch, groups, run)
-                removals = self._selector(fraction).select(
-                    scratch, groups, scores, run=run, costs=costs
-                )
+
+                def select(fraction, table=None):
+                    return self._selector(fraction, table).select(
+                        scratch, groups, scores, run=run, costs=costs
+                    )
+
+                if latency is None:
+                    removals = select(1.0 - goal / cost_before)
+                else:
+                    removals, latency = self._latency_choice(
+                        index, scratch, groups, train_set, select, target
+                    )
                 ledger = self.plan.prune(root, groups, removals)
                 for opt in optimizers_of(brain):
                     remap_optimizer(
@@ -340,7 +391,10 @@ class Pruner:
             after = copy_module(root)
             macs_after = count_macs(after, run=run)
             params_after = count_params(root)
-            cost_after = self._cost(after, run)
+            if latency is None:
+                cost_after = self._cost(after, run)
+            else:  # measured end to end; noise is reported, not an error
+                cost_after = min(latency["measured_ratio"], goal)
         if cost_after > goal * (1 + 1e-9):
             raise RuntimeError(
                 f"Pruning stage {index + 1} at epoch {epoch} did not reach "
@@ -364,6 +418,13 @@ class Pruner:
             "base_params": self.base_params,
             "measure": self.measure,
             "seconds": time.time() - start,
+            "latency": None
+            if latency is None
+            else {
+                "conditions": self.latency.describe(),
+                "before": latency["current_ratio"],
+                "after": latency["measured_ratio"],
+            },
             "groups": [
                 (gid, size - len(removals.get(gid, ())), size)
                 for gid, size in sizes_before.items()
@@ -373,6 +434,51 @@ class Pruner:
         self.history.append(record)
         self._log(record)
         return record
+
+    # Latency stages -----------------------------------------------------
+    def _latency_stage(self):
+        if self._latency is None:
+            checkpointer = getattr(self.brain, "checkpointer", None)
+            folder = getattr(checkpointer, "checkpoints_dir", None)
+            if folder is not None:
+                os.makedirs(folder, exist_ok=True)
+            self._latency = LatencyStage(self.latency, self._dense, folder)
+        return self._latency
+
+    def _latency_run(self, train_set):
+        dataset = getattr(train_set, "dataset", train_set)
+        collate = getattr(train_set, "collate_fn", None)
+        batch = self.latency.batch_from(dataset[0], collate)
+        return self.latency.runner(self.brain, batch)
+
+    def _latency_cache(self, index, scratch, groups, train_set):
+        """Stage ``index``'s current ratio and table (timed on the main
+        process only, then read from the save folder by every rank)."""
+        stage = self._latency_stage()
+        run = self._latency_run(train_set)
+        if stage.folder is None:
+            return stage.measure(index, copy_module(scratch), groups, run)
+        sb.utils.distributed.run_on_main(
+            stage.measure, args=[index, copy_module(scratch), groups, run]
+        )
+        return stage.load(index)
+
+    def _latency_choice(self, index, scratch, groups, train_set, select, t):
+        """Removals meeting latency target ``t``, checked end to end."""
+        stage = self._latency_stage()
+        run = self._latency_run(train_set)
+        if stage.folder is None:
+            return stage.choose(
+                index, copy_module(scratch), groups, run, select, t
+            )
+        sb.utils.distributed.run_on_main(
+            stage.choose,
+            args=[index, copy_module(scratch), groups, run, select, t],
+        )
+        cache = stage.load(index)
+        if not cache.get("fraction"):
+            return {}, cache
+        return select(cache["fraction"], cache["table"]), cache
 
     # Pieces -------------------------------------------------------------
     def _runner(self, batch):
@@ -554,6 +660,12 @@ class Pruner:
         ]
         for gid, kept, total in record["groups"]:
             lines.append(f"| {gid} | {kept} / {total} |")
+        if record.get("latency"):
+            lat = record["latency"]
+            lines.append(
+                f"latency ({lat['conditions']}, measured): "
+                f"x{lat['before']:.3f} -> x{lat['after']:.3f} of unpruned"
+            )
         lines.append(
             f"MACs {record['macs_before']:,} -> {record['macs_after']:,} "
             f"({record['macs_after'] / record['base_macs']:.1%} of "

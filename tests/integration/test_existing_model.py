@@ -214,3 +214,68 @@ def test_ctc_head_that_later_epochs_skip(resumed, tmp_path):
     meta = open(os.path.join(ckpt, "CKPT.yaml")).read()
     assert f"{PRUNING_STEPS}: 1" in meta
     evaluate(brain, hparams, datasets)
+
+
+def test_latency_stage_times_the_recipe_forward(tmp_path):
+    """Issue 11: a stage with a latency target times the recipe's own
+    forward under the stated conditions, keeps the table and its decision
+    in the save folder, and a rerun of the stage (as after a kill) makes
+    the same decision from that file without timing again."""
+    from speechbrain_prune import LatencySetup
+
+    out, data = tmp_path / "run", tmp_path / "data"
+    o = opts(
+        out,
+        data,
+        number_of_epochs=2,
+        prune_start_epoch=2,
+        prune_target=0.3,
+        prune_measure="latency",
+    )
+    brain, hparams, datasets = build("CTC", "train_pruned.yaml", o)
+    pruner = hparams["pruner"]
+    pruner.latency = LatencySetup(
+        seconds=1.0, repeats=3, warmup=1, rounds=1, fractions=(0.5,)
+    )
+    fit(brain, hparams, datasets)
+    (record,) = pruner.history
+    lat = record["latency"]
+    assert lat["before"] == pytest.approx(1.0, abs=0.5)  # dense vs dense
+    assert lat["after"] > 0
+    assert record["macs_after"] < record["macs_before"]
+    files = glob.glob(str(out / "save" / "latency_cpu-2threads-b1-1s-*"))
+    (path,) = files
+    cache = __import__("json").load(open(path))
+    assert set(cache) == {
+        "current_ratio",
+        "table",
+        "fraction",
+        "measured_ratio",
+    }
+    assert set(cache["table"]["groups"]) == {
+        gid for gid, _, _ in record["groups"]
+    }
+    log = open(hparams["train_log"]).read()
+    assert "target 30% fewer latency than unpruned" in log
+    assert "latency (cpu, 2 threads, batch 1, 1 s of audio" in log
+
+    # The stage again, from the file: same removals, no timing.
+    again, hparams2, datasets2 = build(
+        "CTC", "train_pruned.yaml", dict(o, output_folder=str(tmp_path / "b"))
+    )
+    twin = hparams2["pruner"]
+    twin.latency = pruner.latency
+    os.makedirs(tmp_path / "b" / "save", exist_ok=True)
+    shutil.copy(path, tmp_path / "b" / "save")
+    import speechbrain_prune.training.latency_stage as ls
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed again")
+
+    original = ls.latency_ratio
+    ls.latency_ratio = no_timing
+    try:
+        fit(again, hparams2, datasets2)
+    finally:
+        ls.latency_ratio = original
+    assert twin.plan.to_dict()["steps"] == pruner.plan.to_dict()["steps"]
