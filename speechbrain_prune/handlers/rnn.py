@@ -207,6 +207,8 @@ class RNNHandler(ModuleHandler):
     ('StackedRNN', torch.Size([1, 5, 3]))
     """
 
+    slots = {"producer": (r"hidden\.\d+",), "consumer": (r"input\.\d+",)}
+
     def trace(self, ctx, call):
         view = RNNView(call.module.rnn)
         widths = [view.hidden(k) for k in range(view.num_layers)]
