@@ -196,17 +196,22 @@ class Selector:
                 _fraction("target", r, low_inclusive=True)
         else:
             _fraction("target", target)
-        if int(min_keep) < 1 or int(min_keep) != min_keep:
-            raise SelectionError(
-                f"`min_keep` must be an integer >= 1, got {min_keep!r}"
-            )
+        _whole("min_keep", min_keep, 1)
         _fraction("min_keep_fraction", min_keep_fraction, low_inclusive=True)
-        if int(round_to) < 1 or int(round_to) != round_to:
+        _whole("round_to", round_to, 1)
+        _whole("seed", seed, None)
+        if not isinstance(cost_aware, bool):
             raise SelectionError(
-                f"`round_to` must be an integer >= 1, got {round_to!r}"
+                f"`cost_aware` must be true or false, got {cost_aware!r}"
             )
         if isinstance(protect, str):
-            protect = [protect]
+            protect = [protect]  # one pattern, not its characters
+        protect = list(protect or ())
+        if not all(isinstance(p, str) and p for p in protect):
+            raise SelectionError(
+                f"`protect` must be a list of module name patterns, got "
+                f"{protect!r}"
+            )
         if "latency" in (target_type, cost) and latency_table is None:
             raise SelectionError(
                 "A latency target or cost needs `latency_table` (build one "
@@ -662,6 +667,15 @@ def _fraction(key, value, low_inclusive=False):
         low = "[0" if low_inclusive else "(0"
         raise SelectionError(
             f"`{key}` must be a fraction in {low}, 1), got {value!r}"
+        )
+
+
+def _whole(key, value, low):
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or (low is not None and value < low):
+        at_least = "" if low is None else f" >= {low}"
+        raise SelectionError(
+            f"`{key}` must be an integer{at_least}, got {value!r}"
         )
 
 
