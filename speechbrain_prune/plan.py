@@ -38,6 +38,8 @@ from speechbrain_prune.surgery.prune import (
 )
 from speechbrain_prune.surgery.transaction import all_or_nothing, shape_copy
 
+# libyaml's safe loader where PyYAML has it (the same data, ~10x faster).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 OPS = ("channels", "rnn_layer", "block")
 # Keys of each level: required ones, then optional ones.
 _TOP = ({"steps"}, {"speechbrain_prune_version"})
@@ -546,7 +548,7 @@ key 'module'
     def from_yaml(cls, text):
         """Reads a plan from a YAML (or JSON) string."""
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SafeLoader)
         except yaml.YAMLError as e:
             raise PlanError(f"The plan is not valid YAML or JSON: {e}") from e
         return cls.from_dict(data)
