@@ -23,6 +23,7 @@ from speechbrain_prune.handlers import (  # noqa: F401, E402, I001
 )
 from speechbrain_prune.handlers.base import (  # noqa: F401
     ModuleHandler,
+    handled_type,
     handler_for,
     register_handler,
     registered_types,

@@ -53,6 +53,8 @@ class AttentionalDecoderHandler(ModuleHandler):
     torch.Size([3, 5])
     """
 
+    slots = {"consumer": ("enc",)}
+
     def trace(self, ctx, call):
         if len(call.args) > 1:
             enc = call.args[1]

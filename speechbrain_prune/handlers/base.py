@@ -63,6 +63,28 @@ def handler_for(module):
     return None
 
 
+def handled_type(module):
+    """The registered type that gives ``module`` its handler, else None.
+
+    A plan records it for every module it slices, so that it is refused on
+    a model whose layer there is of another type (an LSTM plan on a GRU).
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> handled_type(sb.nnet.RNN.GRU(4, input_size=3)).__name__
+    'GRU'
+    >>> handled_type(torch.nn.Conv3d(1, 1, 1)) is None
+    True
+    """
+    for t in type(module).__mro__:
+        if t in _REGISTRY:
+            return t
+        if t is torch.nn.Module:
+            break
+    return None
+
+
 def registered_types():
     """Names of all module types that have a handler."""
     return sorted(f"{t.__module__}.{t.__qualname__}" for t in _REGISTRY)
@@ -80,6 +102,10 @@ class ModuleHandler:
 
     #: True for layers that own parameters which a group may slice.
     has_params = True
+
+    #: ``role -> regular expressions`` of the slots this handler slices
+    #: (what a replayed plan may name); None: not checked.
+    slots = None
 
     def trace(self, ctx, call):
         """Records the members of this call; returns the output space."""
@@ -101,6 +127,10 @@ class ModuleHandler:
     def slot_size(self, module, member):
         """Current number of channels (producers) or columns (consumers)."""
         raise NotImplementedError
+
+    def min_channels(self, module, member):
+        """Fewest channels of the group this member lets it keep (1)."""
+        return 1
 
     def param_slices(self, module, member):
         """Parameters of ``member``, and where each channel sits in them.

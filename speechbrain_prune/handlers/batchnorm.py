@@ -44,6 +44,8 @@ class BatchNormHandler(ModuleHandler):
     torch.Size([3])
     """
 
+    slots = {"through": ("norm",)}
+
     def trace(self, ctx, call):
         space = ctx.space(call.args[0])
         if space is not None:

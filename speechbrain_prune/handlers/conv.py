@@ -38,6 +38,8 @@ class ConvHandler(ModuleHandler):
     torch.Size([2, 2, 3, 3])
     """
 
+    slots = {"producer": ("out",), "consumer": ("in",)}
+
     def trace(self, ctx, call):
         module, name = call.module, call.name
         x = call.args[0]
@@ -51,11 +53,16 @@ class ConvHandler(ModuleHandler):
         group = ctx.group(name, module.conv.out_channels, "conv")
         if reasons:
             group.block(f"{name}: {reasons}")
-        group.add(Member(name, PRODUCER, "out"))
-        if getattr(module, "unsqueeze", False):
-            # SpeechBrain squeezes a 1-channel output of such a conv away.
-            group.min_size = max(group.min_size, 2)
+        member = Member(name, PRODUCER, "out")
+        group.add(member)
+        group.min_size = max(group.min_size, self.min_channels(module, member))
         return ctx.output(group)
+
+    def min_channels(self, module, member):
+        if member.slot == "out" and getattr(module, "unsqueeze", False):
+            # SpeechBrain squeezes a 1-channel output of such a conv away.
+            return 2
+        return 1
 
     @staticmethod
     def _unsupported(module):

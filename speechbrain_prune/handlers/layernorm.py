@@ -92,11 +92,30 @@ class LayerNormHandler(ModuleHandler):
     (4,)
     """
 
+    slots = {"through": ("norm",)}
+
     def trace(self, ctx, call):
         space = ctx.space(call.args[0])
         if space is not None:
-            space.group.add(Member(call.name, THROUGH, "norm", space.layout))
+            member = Member(call.name, THROUGH, "norm", space.layout)
+            space.group.add(member)
+            space.group.min_size = max(
+                space.group.min_size, self.min_channels(call.module, member)
+            )
         return space
+
+    def min_channels(self, module, member):
+        """2 where the norm would see one value per position and channel.
+
+        A layer norm over a single value outputs its bias whatever the
+        input (the projection of a CRDNN, a norm after a ``Linear``).
+        """
+        per_channel = 1
+        for n in _inner(module).normalized_shape[:-1]:
+            per_channel *= n
+        if member.layout is not None:
+            per_channel *= member.layout.copies * member.layout.repeat
+        return 2 if per_channel < 2 else 1
 
     def prune(self, module, member, keep, ledger):
         norm = _inner(module)

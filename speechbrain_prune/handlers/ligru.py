@@ -51,6 +51,8 @@ class LiGRUHandler(ModuleHandler):
     (torch.Size([10, 5]), torch.Size([16, 10]))
     """
 
+    slots = {"producer": (r"hidden\.\d+",), "consumer": (r"input\.\d+",)}
+
     def trace(self, ctx, call):
         module = call.module
         widths = [layer.hidden_size for layer in module.rnn]

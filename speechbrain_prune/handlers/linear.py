@@ -42,6 +42,8 @@ class LinearHandler(ModuleHandler):
     torch.Size([2, 4])
     """
 
+    slots = {"producer": ("out",), "consumer": ("in",)}
+
     def trace(self, ctx, call):
         module, name = call.module, call.name
         x = call.args[0]

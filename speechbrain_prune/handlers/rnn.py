@@ -207,6 +207,8 @@ class RNNHandler(ModuleHandler):
     ('StackedRNN', torch.Size([1, 5, 3]))
     """
 
+    slots = {"producer": (r"hidden\.\d+",), "consumer": (r"input\.\d+",)}
+
     def trace(self, ctx, call):
         view = RNNView(call.module.rnn)
         widths = [view.hidden(k) for k in range(view.num_layers)]
@@ -259,13 +261,11 @@ class RNNHandler(ModuleHandler):
 
     def remove_layer(self, module, index, ledger):
         view = RNNView(module.rnn)
-        _check_removable(
-            view.num_layers,
-            index,
-            view.input_size(index),
-            view.dirs * view.hidden(index),
-            module,
-        )
+        width_in = width_out = 0
+        if 0 <= index < view.num_layers:
+            width_in = view.input_size(index)
+            width_out = view.dirs * view.hidden(index)
+        _check_removable(view.num_layers, index, width_in, width_out, module)
         module.rnn = view.rebuild({}, ledger, drop_layer=index)
 
 

@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import PackedSequence
 from speechbrain_prune.graph.group import Layout
 from speechbrain_prune.handlers.rnn import RNNView
 from speechbrain_prune.scorers.base import Scorer, check_finite
+from speechbrain_prune.scorers.options import non_negative, one_of
 from speechbrain_prune.scorers.registry import register_scorer
 from speechbrain_prune.surgery.modules import StackedRNN
 
@@ -311,13 +312,8 @@ class ActivationScorer(Scorer):
         progress=True,
     ):
         super().__init__(n_batches, "sum", eval_mode, progress)
-        if statistic not in STATISTICS:
-            raise ValueError(
-                f"Unknown activation statistic {statistic!r} (set "
-                f"`statistic` to one of {', '.join(STATISTICS)})"
-            )
-        self.statistic = statistic
-        self.zero_threshold = float(zero_threshold)
+        self.statistic = one_of("statistic", statistic, STATISTICS)
+        self.zero_threshold = non_negative("zero_threshold", zero_threshold)
 
     def compute(self, root, groups, batches, loss_fn):
         """Hooks every consumer of every group, then runs the batches."""

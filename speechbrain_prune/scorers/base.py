@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speechbrain_prune.handlers import handler_for
+from speechbrain_prune.scorers.options import flag, one_of, positive_int
 
 AGGREGATES = ("sum", "mean", "max")
 
@@ -72,20 +73,10 @@ class Scorer:
     def __init__(
         self, n_batches=10, aggregate="sum", eval_mode=True, progress=True
     ):
-        if int(n_batches) < 1:
-            raise ValueError(
-                f"n_batches must be at least 1, got {n_batches} (set the "
-                "scorer's `n_batches`)"
-            )
-        if aggregate not in AGGREGATES:
-            raise ValueError(
-                f"Unknown aggregate {aggregate!r} (set the scorer's "
-                f"`aggregate` to one of {', '.join(AGGREGATES)})"
-            )
-        self.n_batches = int(n_batches)
-        self.aggregate = aggregate
-        self.eval_mode = eval_mode
-        self.progress = progress
+        self.n_batches = positive_int("n_batches", n_batches)
+        self.aggregate = one_of("aggregate", aggregate, AGGREGATES)
+        self.eval_mode = flag("eval_mode", eval_mode)
+        self.progress = flag("progress", progress)
 
     def compute(self, root, groups, batches, loss_fn):
         """``group id -> scores``; ``groups`` are the prunable ones."""

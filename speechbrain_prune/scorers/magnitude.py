@@ -7,6 +7,7 @@ Authors
 """
 
 from speechbrain_prune.scorers.base import Scorer, channel_sum, group_slices
+from speechbrain_prune.scorers.options import flag, one_of, positive_int
 from speechbrain_prune.scorers.registry import register_scorer
 
 
@@ -53,10 +54,10 @@ class MagnitudeScorer(Scorer):
         # n_batches is accepted and ignored (no data is read), so a recipe
         # can switch between scorers by name with the same options.
         super().__init__(1, aggregate, eval_mode=True, progress=False)
-        if norm not in (1, 2):
-            raise ValueError(f"`norm` must be 1 or 2, got {norm!r}")
-        self.norm = norm
-        self.producer_only = producer_only
+        if n_batches is not None:
+            positive_int("n_batches", n_batches)
+        self.norm = one_of("norm", norm, (1, 2))
+        self.producer_only = flag("producer_only", producer_only)
 
     def compute(self, root, groups, batches, loss_fn):
         """Norms per channel; ``batches`` and ``loss_fn`` are not used."""

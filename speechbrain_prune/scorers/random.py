@@ -9,6 +9,7 @@ import zlib
 import torch
 
 from speechbrain_prune.scorers.base import Scorer
+from speechbrain_prune.scorers.options import integer, positive_int
 from speechbrain_prune.scorers.registry import register_scorer
 
 
@@ -45,7 +46,9 @@ class RandomScorer(Scorer):
         # n_batches is accepted and ignored (no data is read), so a recipe
         # can switch between scorers by name with the same options.
         super().__init__(1, "sum", eval_mode=True, progress=False)
-        self.seed = int(seed)
+        if n_batches is not None:
+            positive_int("n_batches", n_batches)
+        self.seed = integer("seed", seed)
 
     def compute(self, root, groups, batches, loss_fn):
         """Draws ``size`` uniform numbers per group."""

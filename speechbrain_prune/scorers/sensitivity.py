@@ -29,6 +29,7 @@ from speechbrain_prune.scorers.base import (
     restored,
     slice_params,
 )
+from speechbrain_prune.scorers.options import flag, integer, one_of
 from speechbrain_prune.scorers.registry import register_scorer
 
 FISHER_MODES = ("obd", "group")
@@ -97,13 +98,8 @@ class FisherScorer(Scorer):
         progress=True,
     ):
         super().__init__(n_batches, aggregate, eval_mode, progress)
-        if mode not in FISHER_MODES:
-            raise ValueError(
-                f"Unknown Fisher mode {mode!r} (set `mode` to one of "
-                f"{', '.join(FISHER_MODES)})"
-            )
-        self.mode = mode
-        self.first_order = first_order
+        self.mode = one_of("mode", mode, FISHER_MODES)
+        self.first_order = flag("first_order", first_order)
 
     def compute(self, root, groups, batches, loss_fn):
         """Accumulates gradient statistics, then forms the estimate."""
@@ -219,8 +215,8 @@ class AblationScorer(Scorer):
         self, n_batches=4, signed=False, eval_mode=True, seed=0, progress=True
     ):
         super().__init__(n_batches, "sum", eval_mode, progress)
-        self.signed = signed
-        self.seed = int(seed)
+        self.signed = flag("signed", signed)
+        self.seed = integer("seed", seed)
 
     def compute(self, root, groups, batches, loss_fn):
         """One masked measurement per channel."""

@@ -22,6 +22,7 @@ from speechbrain_prune.scorers.base import (
     loss_and_grads,
     slice_params,
 )
+from speechbrain_prune.scorers.options import one_of
 from speechbrain_prune.scorers.registry import register_scorer
 
 VARIANTS = ("abs", "squared", "abs_of_mean")
@@ -83,12 +84,7 @@ class TaylorScorer(Scorer):
         progress=True,
     ):
         super().__init__(n_batches, aggregate, eval_mode, progress)
-        if variant not in VARIANTS:
-            raise ValueError(
-                f"Unknown Taylor variant {variant!r} (set `variant` to one "
-                f"of {', '.join(VARIANTS)})"
-            )
-        self.variant = variant
+        self.variant = one_of("variant", variant, VARIANTS)
 
     def compute(self, root, groups, batches, loss_fn):
         """Accumulates the coupled ``w * dL/dw`` sums over the batches."""

@@ -59,3 +59,13 @@ def require_fraction(key, value, low_inclusive=False):
         raise SelectionError(
             f"`{key}` must be a fraction in {low}, 1), got {value!r}"
         )
+
+
+def require_whole(key, value, low):
+    """Raises unless ``value`` is an integer (at least ``low``, if given)."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or (low is not None and value < low):
+        at_least = "" if low is None else f" >= {low}"
+        raise SelectionError(
+            f"`{key}` must be an integer{at_least}, got {value!r}"
+        )

@@ -34,6 +34,7 @@ from speechbrain_prune.selection.constraints import (
     removal_steps,
     require_fraction,
     require_one_of,
+    require_whole,
 )
 from speechbrain_prune.selection.meter import CostMeter
 
@@ -153,19 +154,24 @@ class Selector:
                 require_fraction("target", r, low_inclusive=True)
         else:
             require_fraction("target", target)
-        if int(min_keep) < 1 or int(min_keep) != min_keep:
-            raise SelectionError(
-                f"`min_keep` must be an integer >= 1, got {min_keep!r}"
-            )
+        require_whole("min_keep", min_keep, 1)
         require_fraction(
             "min_keep_fraction", min_keep_fraction, low_inclusive=True
         )
-        if int(round_to) < 1 or int(round_to) != round_to:
+        require_whole("round_to", round_to, 1)
+        require_whole("seed", seed, None)
+        if not isinstance(cost_aware, bool):
             raise SelectionError(
-                f"`round_to` must be an integer >= 1, got {round_to!r}"
+                f"`cost_aware` must be true or false, got {cost_aware!r}"
             )
         if isinstance(protect, str):
-            protect = [protect]
+            protect = [protect]  # one pattern, not its characters
+        protect = list(protect or ())
+        if not all(isinstance(p, str) and p for p in protect):
+            raise SelectionError(
+                f"`protect` must be a list of module name patterns, got "
+                f"{protect!r}"
+            )
         if "latency" in (target_type, cost) and latency_table is None:
             raise SelectionError(
                 "A latency target or cost needs `latency_table` (build one "

@@ -9,3 +9,8 @@ from speechbrain_prune.surgery.prune import (  # noqa: F401
     remove_block,
     remove_rnn_layer,
 )
+from speechbrain_prune.surgery.transaction import (  # noqa: F401
+    ModuleSnapshot,
+    all_or_nothing,
+    shape_copy,
+)

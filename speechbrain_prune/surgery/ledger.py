@@ -45,6 +45,7 @@ class SliceLedger:
 
     def __init__(self):
         self._origin = {}
+        self._keep_alive = {}
 
     def record(self, old, new, index):
         """Notes that ``new`` holds ``old[index]`` (composing earlier ones)."""
@@ -60,7 +61,6 @@ class SliceLedger:
             else:
                 composed.append(b[i.cpu()])
         self._origin[id(new)] = (orig, composed)
-        self._keep_alive = getattr(self, "_keep_alive", {})
         self._keep_alive[id(new)] = new
 
     def origin(self, param):
@@ -74,6 +74,24 @@ class SliceLedger:
 
     def __len__(self):
         return len(self._origin)
+
+    def snapshot(self):
+        """What :meth:`restore` needs to undo later records."""
+        return dict(self._origin), dict(self._keep_alive)
+
+    def restore(self, state):
+        """Forgets the records made since :meth:`snapshot` gave ``state``.
+
+        Example
+        -------
+        >>> lin, ledger = torch.nn.Linear(4, 3), SliceLedger()
+        >>> state = ledger.snapshot()
+        >>> replace_tensor(lin, "weight", [torch.tensor([0])], ledger)
+        >>> ledger.restore(state)
+        >>> len(ledger)
+        0
+        """
+        self._origin, self._keep_alive = dict(state[0]), dict(state[1])
 
 
 def replace_tensor(module, name, index, ledger=None):

@@ -162,6 +162,8 @@ def remove_block(root, block_name):
         )
     if not isinstance(parent, torch.nn.ModuleDict):
         raise TypeError(f"{parent_name} is not a container blocks can leave")
+    if parent_name.endswith("DNN") and len(parent) == 1:
+        raise ValueError(
+            f"Block {block_name} is the last DNN block; it cannot be removed"
+        )
     del parent[child]
-    if parent_name.endswith("DNN") and len(parent) == 0:
-        raise ValueError("the last DNN block cannot be removed")

@@ -278,7 +278,10 @@ class Pruner:
 
     def _check_patterns(self, modules):
         names = [n for n, _ in modules.named_modules() if n]
-        for pattern in self.selection.get("protect", ()) or ():
+        protect = self.selection.get("protect", ()) or ()
+        if isinstance(protect, str):
+            protect = [protect]  # one pattern, not its characters
+        for pattern in protect:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                 raise ValueError(
                     f"selection.protect pattern {pattern!r} matches no module "
