@@ -15,7 +15,6 @@ import os
 import re
 
 import torch
-import yaml
 
 from speechbrain_prune.export.architecture import ExportError
 from speechbrain_prune.plan import PruningPlan
@@ -64,14 +63,30 @@ def load_best(hparams_file, save_folder=None, overrides=None, **key):
     """
     from hyperpyyaml import load_hyperpyyaml
 
-    if isinstance(overrides, str):
-        overrides = yaml.safe_load(overrides) or {}
-    overrides = dict(overrides or {})
+    # Overrides stay YAML text where given so (HyperPyYAML reads tuples
+    # such as "(8, 12)" there); keys are added as extra lines.
+    text_overrides = overrides if isinstance(overrides, str) else None
+    given = (
+        dict.fromkeys(re.findall(r"^(\w+):", text_overrides, flags=re.M))
+        if text_overrides is not None
+        else dict(overrides or {})
+    )
+    extra = {}
     if save_folder is not None:
-        overrides["save_folder"] = os.path.abspath(save_folder)
+        extra["save_folder"] = os.path.abspath(save_folder)
     with open(hparams_file) as f:
         text = f.read()
-    overrides.update(fill_placeholders(text, overrides))
+    extra.update(fill_placeholders(text, given))
+    if text_overrides is None:
+        overrides = {**given, **extra}
+    else:
+        lines = [
+            ln
+            for ln in text_overrides.splitlines()
+            if ln.split(":")[0].strip() not in extra
+        ]
+        lines += [f"{k}: {v}" for k, v in extra.items()]
+        overrides = "\n".join(lines)
     hparams = load_hyperpyyaml(text, overrides)
     checkpointer = hparams.get("checkpointer")
     if checkpointer is None:

@@ -21,10 +21,8 @@ class BlockPlugin(importlib.abc.MetaPathFinder):
         return None
 
 
-sys.meta_path.insert(0, BlockPlugin())
-
-
 def main(jobs_file):
+    sys.meta_path.insert(0, BlockPlugin())
     try:
         import speechbrain_prune  # noqa: F401
     except ModuleNotFoundError:
