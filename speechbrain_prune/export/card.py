@@ -144,10 +144,9 @@ tags:
 
 A CRDNN speech recogniser whose conv channels, RNN hidden units and dense
 neurons were physically removed with speechbrain-prune (structured
-pruning). The folder
-is a plain SpeechBrain model: `hyperparams.yaml` builds the pruned
-architecture from SpeechBrain's own classes, so loading it needs
-SpeechBrain only.
+pruning). The folder is a plain SpeechBrain model: `hyperparams.yaml`
+builds the pruned architecture from SpeechBrain's own classes, so loading
+it needs SpeechBrain only.
 
 - Source recipe: {source}
 - Interface: `speechbrain.inference.ASR.{interface}`
@@ -168,8 +167,8 @@ print(asr.transcribe_file("utterance.wav"))
 | {params} | {mmacs:.2f} | {latency:.2f} |
 
 {cost_note}
-Latency measured at export on {machine}, {threads} threads, median of
-{repeats} runs{latency_note}.
+Latency measured at export on {machine} ({threads} torch threads), median
+of {repeats} runs{latency_note}.
 
 ## Kept widths per layer
 
@@ -222,7 +221,10 @@ def model_card(folder, shape, modules, compute_features, plan, info):
         )
     return CARD.format(
         tag="CTC" if shape == "ctc" else "seq2seq",
-        title=info.get("title") or f"Pruned CRDNN ({shape.upper()})",
+        title=info.get("title")
+        or {"ctc": "Pruned CRDNN + CTC", "seq2seq": "Pruned CRDNN seq2seq"}[
+            shape
+        ],
         source=f"`{info['source']}`" if info.get("source") else "not given",
         interface="EncoderASR" if shape == "ctc" else "EncoderDecoderASR",
         params=costs["params"],
