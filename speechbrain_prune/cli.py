@@ -5,6 +5,8 @@ Commands
 demo : the main job (see ``speechbrain_prune.demo``).
 report : per-layer cost table (params, MACs, share) and the dependency
     groups of a model built from a HyperPyYAML file.
+export : the best checkpoint of a recipe's final pruned structure as a
+    folder that SpeechBrain alone loads (``speechbrain_prune.export``).
 
 Authors
  * speechbrain-prune team 2026
@@ -86,6 +88,29 @@ def cmd_report(args):
     print(groups.describe())
 
 
+def cmd_export(args):
+    from speechbrain_prune.export.select import export_recipe
+
+    overrides = "\n".join(args.overrides or [])
+    card = {"title": args.title} if args.title else None
+    res = export_recipe(
+        args.hparams,
+        args.save_folder,
+        args.out,
+        overrides=overrides,
+        tokenizer=args.tokenizer,
+        searcher_key=args.searcher,
+        card=card,
+        min_key=args.min_key,
+        max_key=args.max_key,
+    )
+    print(
+        f"Exported {res['checkpoint'].path} ({len(res['plan'])} pruning "
+        f"steps) to {args.out}: load it with speechbrain.inference.ASR."
+        f"{res['interface']}.from_hparams(source={args.out!r})"
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="speechbrain-prune",
@@ -123,6 +148,34 @@ def build_parser():
         help="features per frame (default: the YAML's n_mels)",
     )
     rep.set_defaults(func=cmd_report)
+    exp = sub.add_parser(
+        "export",
+        help="best checkpoint of the final pruned structure -> a folder "
+        "that SpeechBrain alone loads (model hub layout)",
+    )
+    exp.add_argument("hparams", help="the recipe's training YAML")
+    exp.add_argument("save_folder", help="the run's checkpoint folder")
+    exp.add_argument("out", help="the folder to write")
+    key = exp.add_mutually_exclusive_group()
+    key.add_argument("--min-key", dest="min_key", help="e.g. WER, CER, PER")
+    key.add_argument("--max-key", dest="max_key")
+    exp.add_argument(
+        "--overrides",
+        nargs="*",
+        help="YAML overrides of the run, e.g. 'rnn_neurons: 24'",
+    )
+    exp.add_argument(
+        "--tokenizer",
+        help="label encoder file or SentencePiece .model "
+        "(default: label_encoder.txt in the save folder)",
+    )
+    exp.add_argument(
+        "--searcher",
+        help="seq2seq: YAML key of the searcher to ship "
+        "(default: test_search, valid_search, ...)",
+    )
+    exp.add_argument("--title", help="model card title")
+    exp.set_defaults(func=cmd_export)
     demo = sub.add_parser(
         "demo",
         help="train a CRDNN on embedded speech, prune it with every "
@@ -144,7 +197,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, KeyError, ValueError) as e:
+    except (FileNotFoundError, KeyError, ValueError) as e:  # ExportError too
         print(f"speechbrain-prune: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -96,46 +96,27 @@ def test_stats(out):
     return stats["test WER"], stats["test CER"]
 
 
-def load_trained(out, overrides):
-    """Modules of a finished run (best checkpoint of its final structure)."""
-    from hyperpyyaml import load_hyperpyyaml
+def export(out, overrides, folder, card=None):
+    """Exports the run in ``out`` to ``folder`` (for ``EncoderASR``).
 
-    from speechbrain_prune.plan import PruningPlan
+    The same code as ``speechbrain-prune export``: the best checkpoint
+    (by CER) of the final pruned structure, written with stock
+    SpeechBrain classes. Returns the run's modules and pruning history.
+    """
+    from speechbrain_prune.export.select import export_recipe
 
     # The recipe's YAML with the run's overrides, as on its command line.
     text = "\n".join(f"{k}: {v}" for k, v in overrides.items())
     text += f"\noutput_folder: {out}"
-    with open(os.path.join(RECIPE, "hparams", "train_pruned.yaml")) as f:
-        hparams = load_hyperpyyaml(f, text)
-    ckpt = hparams["checkpointer"].find_checkpoint(min_key="CER")
-    state = torch.load(
-        os.path.join(ckpt.path, "pruner.ckpt"), weights_only=False
-    )
-    plan = PruningPlan.from_dict(state["plan"])
-    modules = hparams["modules"]
-    plan.apply(torch.nn.ModuleDict(modules))
-    for name, key in (("model", "model"), ("output", "output")):
-        modules[name].load_state_dict(
-            torch.load(os.path.join(ckpt.path, f"{key}.ckpt"))
-        )
-    modules["normalize"]._load(os.path.join(ckpt.path, "normalizer.ckpt"))
-    return hparams, modules, plan, state.get("history", [])
-
-
-def export(out, overrides, folder):
-    """Exports the run in ``out`` to ``folder`` (for ``EncoderASR``)."""
-    from speechbrain_prune.export import export_asr
-
-    hparams, modules, plan, history = load_trained(out, overrides)
-    export_asr(
+    res = export_recipe(
+        os.path.join(RECIPE, "hparams", "train_pruned.yaml"),
+        None,
         folder,
-        os.path.join(RECIPE, "hparams", "inference.yaml"),
-        hparams,
-        modules,
-        plan,
-        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        overrides=text,
+        card=card,
+        min_key="CER",
     )
-    return modules, history
+    return res["hparams"]["modules"], res["history"]
 
 
 def load_exported(folder):
@@ -382,8 +363,16 @@ def main(argv=None):
             )
         run_recipe(run_dir, overrides, log)
         wer, cer = test_stats(run_dir)
+        rates = {name: {"WER": wer, "CER": cer}}
+        for r in rows:
+            if r["criterion"] == "dense_ft":
+                rates["dense, same epochs"] = {"WER": r["WER"], "CER": r["CER"]}
+        card = {
+            "error_rates": rates,
+            "test_set": "the demo's held-out speakers (eSpeak NG digits)",
+        }
         modules, history = export(
-            run_dir, overrides, os.path.join(out, "models", name)
+            run_dir, overrides, os.path.join(out, "models", name), card
         )
         model = torch.nn.Sequential(modules["model"], modules["output"])
         macs = count_macs(model, (1, 1000, N_MELS))

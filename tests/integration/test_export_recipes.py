@@ -1,0 +1,150 @@
+"""``speechbrain-prune export`` on tiny runs of the recipes (CTC, seq2seq):
+the best checkpoint of the final pruned structure becomes a folder that
+SpeechBrain alone loads, with the pruned model's outputs."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import speechbrain as sb
+import torch
+from recipe_runner import RECIPES, TINY_CORPUS_ARG
+
+from speechbrain_prune.cli import main as cli
+from speechbrain_prune.export.select import load_best
+from speechbrain_prune.training.pruner import PRUNING_STEPS
+
+LOADER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "unittests",
+    "hub_loader.py",
+)
+TINY = {
+    "cnn_channels": "(8, 12)",
+    "rnn_neurons": 24,
+    "dnn_neurons": 24,
+    "prune_scoring_batches": 2,
+}
+
+
+def run_recipe(kind, out, data):
+    cmd = [
+        sys.executable,
+        os.path.join(RECIPES, kind, "train.py"),
+        os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml"),
+        f"--output_folder={out}",
+        f"--embedded_data_folder={data}",
+        f"--embedded_corpus={TINY_CORPUS_ARG}",
+        "--number_of_epochs=3",
+        "--prune_start_epoch=2",
+        "--prune_target=0.4",
+        "--batch_size=4",
+        "--device=cpu",
+    ]
+    if kind == "CTC":
+        cmd += [f"--{k}={v}" for k, v in TINY.items()]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=out.parent
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def reference(kind, hparams, label_encoder, wavs, lens, tokens):
+    m, log_softmax = hparams["modules"], hparams["log_softmax"]
+    with torch.no_grad():
+        feats = m["normalize"](hparams["compute_features"](wavs), lens)
+        if kind == "CTC":
+            lp = log_softmax(m["output"](m["model"](feats)))
+            hyps = sb.decoders.ctc_greedy_decode(lp, lens, blank_id=0)
+            words = ["".join(label_encoder.decode_ndim(h)) for h in hyps]
+            return {"log_probs": lp, "words": words}
+        x = m["enc"](feats)
+        h, _ = m["dec"](m["emb"](tokens), x, lens)
+        hyps = hparams["greedy_search"](x, lens)[0]
+        words = [
+            "".join(label_encoder.decode_ndim([t for t in h if t != 0]))
+            for h in hyps
+        ]
+        return {
+            "ctc_log_probs": log_softmax(m["ctc_lin"](x)),
+            "seq_log_probs": log_softmax(m["seq_lin"](h)),
+            "words": words,
+        }
+
+
+@pytest.mark.parametrize("kind", ["CTC", "seq2seq"])
+def test_export_command_on_a_pruned_recipe_run(kind, tmp_path):
+    out, data = tmp_path / "run", tmp_path / "data"
+    out.mkdir()
+    run_recipe(kind, out, data)
+    yaml_file = os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml")
+    folder = tmp_path / "exported"
+    overrides = [f"output_folder: {out}"]
+    if kind == "CTC":
+        overrides += [f"{k}: {v}" for k, v in TINY.items()]
+    rc = cli(
+        ["export", yaml_file, str(out / "save"), str(folder), "--min-key"]
+        + ["CER", "--overrides"]
+        + overrides
+    )
+    assert rc == 0
+    # The in-memory pruned model: the same checkpoint, loaded again.
+    hparams, plan, _, ckpt = load_best(
+        yaml_file, out / "save", "\n".join(overrides), min_key="CER"
+    )
+    assert len(plan) == 1  # the final structure: after the stage
+    final = [
+        c
+        for c in hparams["checkpointer"].list_checkpoints()
+        if c.meta.get(PRUNING_STEPS) == 1
+    ]
+    assert ckpt.meta[PRUNING_STEPS] == 1
+    assert ckpt.meta["CER"] == min(c.meta["CER"] for c in final)
+    from speechbrain.dataio.encoder import CTCTextEncoder
+
+    labels = CTCTextEncoder()
+    labels.load(str(out / "save" / "label_encoder.txt"))
+    wav_files = sorted(glob.glob(str(data / "test-clean" / "*/*/*.flac")))
+    sigs = [sb.dataio.dataio.read_audio(f) for f in wav_files[:2]]
+    n = max(len(s) for s in sigs)
+    wavs = torch.stack(
+        [torch.nn.functional.pad(s, (0, n - len(s))) for s in sigs]
+    )
+    lens = torch.tensor([len(s) / n for s in sigs])
+    tokens = torch.randint(
+        1, 29, (2, 5), generator=torch.Generator().manual_seed(0)
+    )
+    torch.save(
+        {"wavs": wavs, "lens": lens, "tokens": tokens}, tmp_path / "in.pt"
+    )
+    ref = reference(kind, hparams, labels, wavs, lens, tokens)
+    job = {
+        "source": str(folder),
+        "config": str(folder / "config.json"),
+        "savedir": str(tmp_path / "loaded"),
+        "inputs": str(tmp_path / "in.pt"),
+        "out": str(tmp_path / "out.pt"),
+    }
+    (tmp_path / "jobs.json").write_text(json.dumps([job]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env.pop("PYTHONPATH", None)
+    res = subprocess.run(
+        [sys.executable, LOADER, str(tmp_path / "jobs.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = torch.load(tmp_path / "out.pt")
+    assert loaded["words"] == ref["words"]
+    for key in ref:
+        if key != "words":
+            assert (loaded[key] - ref[key]).abs().max().item() < 1e-5, key
+    card = (folder / "README.md").read_text()
+    assert "train_pruned.yaml" in card
+    assert "| pruned |" in card  # the run's test error rates
