@@ -65,7 +65,8 @@ class LatencySetup:
     >>> setup = LatencySetup(batch_size=1, seconds=2.0)
     >>> setup.key
     'cpu-2threads-b1-2s-float32'
-    >>> item = {"id": "u1", "sig": torch.rand(8000), "tokens": torch.ones(3)}
+    >>> tokens = torch.ones(3, dtype=torch.long)
+    >>> item = {"id": "u1", "sig": torch.rand(8000), "tokens": tokens}
     >>> batch = setup.batch_from(item)
     >>> batch.sig.data.shape, batch.tokens.data.shape
     (torch.Size([1, 32000]), torch.Size([1, 3]))
