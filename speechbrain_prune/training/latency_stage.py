@@ -31,6 +31,7 @@ import speechbrain as sb
 import torch
 
 from speechbrain_prune.costs.latency import build_latency_table, latency_ratio
+from speechbrain_prune.selection import SelectionError
 from speechbrain_prune.surgery import apply_removals
 from speechbrain_prune.utils import copy_module
 
@@ -176,8 +177,19 @@ class LatencyStage:
         if not hasattr(self, "dense_on_device"):
             self.dense_on_device = copy_module(self.dense).to(self.setup.device)
         fraction = 1.0 - goal / current
+        chosen = None
         for attempt in range(self.tries):
-            removals = select(min(fraction, 0.999), cache["table"])
+            try:
+                removals = select(min(fraction, 0.999), cache["table"])
+            except SelectionError:
+                if chosen is None:
+                    raise
+                logger.warning(
+                    f"Latency stage {index + 1}: the constraints allow no "
+                    f"more than the previous try ({chosen[1]:.1%})"
+                )
+                removals, fraction, measured = chosen
+                break
             candidate = copy_module(root).to(self.setup.device)
             apply_removals(candidate, _copy_groups(groups), removals)
             with self.setup.timing():
@@ -187,6 +199,7 @@ class LatencyStage:
                 f"{fraction:.1%} less than the current model, measured "
                 f"x{measured:.3f} of unpruned (goal x{goal:.3f})"
             )
+            chosen = (removals, fraction, measured)
             if measured <= goal + self.tolerance:
                 break
             fraction += (measured - goal) / current

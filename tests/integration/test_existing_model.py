@@ -78,7 +78,7 @@ def test_stage_that_cannot_remove_anything_is_an_error(tmp_path):
     brain, hparams, datasets = build("CTC", "train_pruned.yaml", o)
     pruner = hparams["pruner"]
     pruner.scorer.score = lambda *a, **k: {}
-    pruner._selector = lambda fraction: _NothingSelector()
+    pruner._selector = lambda *args: _NothingSelector()
     with pytest.raises(RuntimeError, match="did not reach its target"):
         fit(brain, hparams, datasets)
 
@@ -229,13 +229,13 @@ def test_latency_stage_times_the_recipe_forward(tmp_path):
         data,
         number_of_epochs=2,
         prune_start_epoch=2,
-        prune_target=0.3,
+        prune_target=0.2,
         prune_measure="latency",
     )
     brain, hparams, datasets = build("CTC", "train_pruned.yaml", o)
     pruner = hparams["pruner"]
     pruner.latency = LatencySetup(
-        seconds=1.0, repeats=3, warmup=1, rounds=1, fractions=(0.5,)
+        seconds=1.0, repeats=3, warmup=1, rounds=2, fractions=(0.5,)
     )
     fit(brain, hparams, datasets)
     (record,) = pruner.history
@@ -256,7 +256,7 @@ def test_latency_stage_times_the_recipe_forward(tmp_path):
         gid for gid, _, _ in record["groups"]
     }
     log = open(hparams["train_log"]).read()
-    assert "target 30% fewer latency than unpruned" in log
+    assert "target 20% fewer latency than unpruned" in log
     assert "latency (cpu, 2 threads, batch 1, 1 s of audio" in log
 
     # The stage again, from the file: same removals, no timing.
