@@ -397,7 +397,9 @@ class Pruner:
             if latency is None:
                 cost_after = self._cost(after, run)
             else:  # measured end to end; noise is reported, not an error
-                cost_after = min(latency["measured_ratio"], goal)
+                cost_after = min(
+                    latency.get("measured_ratio", cost_before), goal
+                )
         if cost_after > goal * (1 + 1e-9):
             raise RuntimeError(
                 f"Pruning stage {index + 1} at epoch {epoch} did not reach "
@@ -426,7 +428,9 @@ class Pruner:
             else {
                 "conditions": self.latency.describe(),
                 "before": latency["current_ratio"],
-                "after": latency["measured_ratio"],
+                "after": latency.get(
+                    "measured_ratio", latency["current_ratio"]
+                ),
             },
             "groups": [
                 (gid, size - len(removals.get(gid, ())), size)
