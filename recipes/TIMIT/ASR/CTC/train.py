@@ -140,6 +140,7 @@ def dataio_prepare(hparams):
         special_labels={"blank_label": hparams["blank_index"]},
         sequence_input=True,
     )
+    label_encoder.expect_len(hparams["output_neurons"])
     sb.dataio.dataset.set_output_keys(all_sets, ["id", "sig", "phn_encoded"])
     return datasets, label_encoder
 

@@ -179,6 +179,7 @@ def dataio_prepare(hparams):
         },
         sequence_input=True,
     )
+    label_encoder.expect_len(hparams["output_neurons"])
     sb.dataio.dataset.set_output_keys(
         all_sets,
         ["id", "sig", "phn_encoded", "phn_encoded_eos", "phn_encoded_bos"],
