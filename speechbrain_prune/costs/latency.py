@@ -104,12 +104,15 @@ def measure_latency(root, run, repeats=10, warmup=2):
     return statistics.median(times)
 
 
-def latency_ratio(reference, model, run, repeats=10, warmup=2, rounds=3):
+def latency_ratio(
+    reference, model, run, repeats=10, warmup=2, rounds=3, measure=None
+):
     """Latency of ``model`` over that of ``reference``, timed side by side.
 
     The two are timed alternately ``rounds`` times (``repeats`` runs each,
     median), and the ratio of the medians is returned: slow drifts of the
-    device (clocks, other work) cancel.
+    device (clocks, other work) cancel. ``measure`` replaces
+    :func:`measure_latency` (same arguments).
 
     Example
     -------
@@ -118,10 +121,11 @@ def latency_ratio(reference, model, run, repeats=10, warmup=2, rounds=3):
     >>> latency_ratio(big, small, x, repeats=3, warmup=1, rounds=1) > 0
     True
     """
+    measure = measure or measure_latency
     pairs = [
         (
-            measure_latency(reference, run, repeats, warmup),
-            measure_latency(model, run, repeats, warmup),
+            measure(reference, run, repeats, warmup),
+            measure(model, run, repeats, warmup),
         )
         for _ in range(max(1, rounds))
     ]
@@ -207,15 +211,10 @@ def build_latency_table(
     base = measure(root, run, repeats, warmup)
 
     def timed(variant):
-        pairs = [
-            (
-                measure(root, run, repeats, warmup),
-                measure(variant, run, repeats, warmup),
-            )
-            for _ in range(max(1, rounds))
-        ]
-        ref = statistics.median(p[0] for p in pairs)
-        return base * statistics.median(p[1] for p in pairs) / ref
+        ratio = latency_ratio(
+            root, variant, run, repeats, warmup, rounds, measure=measure
+        )
+        return base * ratio
 
     table = {
         "device": describe_device(_device_of(root)),

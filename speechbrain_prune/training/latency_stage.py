@@ -23,6 +23,7 @@ Authors
  * speechbrain-prune team 2026
 """
 
+import copy
 import json
 import logging
 import os
@@ -62,6 +63,7 @@ class LatencyStage:
         self.tolerance = float(tolerance)
         self.tries = int(tries)
         self.memory = {}  # the cache without a folder
+        self._dense_on_device = None  # copied when first timed
 
     def path(self, index):
         """The cache file of stage ``index``."""
@@ -95,9 +97,12 @@ class LatencyStage:
         os.replace(tmp, path)
 
     def _timed(self, model, run):
+        """Latency of ``model`` over the unpruned architecture's."""
         s = self.setup
+        if self._dense_on_device is None:
+            self._dense_on_device = copy_module(self.dense).to(s.device)
         return latency_ratio(
-            self.dense_on_device, model, run, s.repeats, s.warmup, s.rounds
+            self._dense_on_device, model, run, s.repeats, s.warmup, s.rounds
         )
 
     def measure(self, index, root, groups, run):
@@ -118,7 +123,6 @@ class LatencyStage:
         if "table" in cache:
             return cache
         device_root = root.to(self.setup.device)
-        self.dense_on_device = copy_module(self.dense).to(self.setup.device)
         with self.setup.timing():
             current = self._timed(device_root, run)
             table = build_latency_table(
@@ -174,8 +178,6 @@ class LatencyStage:
             return {}, cache
         if "fraction" in cache:  # decided before a restart
             return select(cache["fraction"], cache["table"]), cache
-        if not hasattr(self, "dense_on_device"):
-            self.dense_on_device = copy_module(self.dense).to(self.setup.device)
         fraction = 1.0 - goal / current
         chosen = None
         for attempt in range(self.tries):
@@ -191,7 +193,7 @@ class LatencyStage:
                 removals, fraction, measured = chosen
                 break
             candidate = copy_module(root).to(self.setup.device)
-            apply_removals(candidate, _copy_groups(groups), removals)
+            apply_removals(candidate, copy.deepcopy(groups), removals)
             with self.setup.timing():
                 measured = self._timed(candidate, run)
             logger.info(
@@ -215,12 +217,6 @@ class LatencyStage:
         cache["measured_ratio"] = measured
         self.save(index, cache)
         return removals, cache
-
-
-def _copy_groups(groups):
-    import copy
-
-    return copy.deepcopy(groups)
 
 
 def dense_architecture(modules):
