@@ -7,6 +7,8 @@ report : per-layer cost table (params, MACs, share) and the dependency
     groups of a model built from a HyperPyYAML file.
 export : the best checkpoint of a recipe's final pruned structure as a
     folder that SpeechBrain alone loads (``speechbrain_prune.export``).
+deploy : ``model.onnx`` and ``model.int8.onnx`` written into an exported
+    CTC folder (``speechbrain_prune.deploy``).
 
 Authors
  * speechbrain-prune team 2026
@@ -111,6 +113,22 @@ def cmd_export(args):
     )
 
 
+def cmd_deploy(args):
+    from speechbrain_prune.deploy.folder import deploy_folder
+
+    info = deploy_folder(args.folder, atol=args.atol)
+    err = info["max_abs_error_vs_pytorch"]
+    for kind in ("fp32", "int8"):
+        print(
+            f"{os.path.join(args.folder, info['files'][kind])}: "
+            f"{info['bytes'][kind] / 1e6:.2f} MB, max abs error vs "
+            f"PyTorch {err[kind]:.1e}"
+        )
+    print(
+        f"Try it: python {args.folder}/transcribe_onnx.py {args.folder} A.wav"
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="speechbrain-prune",
@@ -176,6 +194,20 @@ def build_parser():
     )
     exp.add_argument("--title", help="model card title")
     exp.set_defaults(func=cmd_export)
+    dep = sub.add_parser(
+        "deploy",
+        help="write model.onnx and model.int8.onnx (ONNX Runtime, CPU) "
+        "into a CTC folder written by export",
+    )
+    dep.add_argument("folder", help="a folder written by export (CTC)")
+    dep.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="largest allowed fp32 ONNX vs PyTorch difference "
+        "(default: %(default)s)",
+    )
+    dep.set_defaults(func=cmd_deploy)
     demo = sub.add_parser(
         "demo",
         help="train a CRDNN on embedded speech, prune it with every "
