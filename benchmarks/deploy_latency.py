@@ -1,0 +1,370 @@
+"""Latency of a dense and pruned CRDNN in PyTorch, ONNX Runtime and int8.
+
+One process, CPU, ``--threads`` threads (PyTorch intra-op and ONNX Runtime
+intra-op alike), batch 1, ``--seconds`` of audio (100 frames a second,
+40 filterbank features). Models: a TIMIT-CTC-sized CRDNN (2 CNN blocks
+128/256, time pooling, 4 x 512 bidirectional RNN, 2 x 512 DNN, 40
+outputs; ``--rnn`` picks LSTM, GRU or LiGRU) with random weights and its
+randomly width-pruned copies whose parameter counts are ``--targets`` x
+the dense one (one fraction of every prunable group, found by bisection;
+``benchmarks/prune_latency.py`` helpers). Latency does not depend on the
+weights' values, only on the shapes that remain.
+
+Each model runs in: PyTorch eager fp32, PyTorch int8
+(``torch.ao.quantization.quantize_dynamic`` of Linear/LSTM/GRU), ONNX
+Runtime fp32 and ONNX Runtime int8 (dynamic quantization of MatMul/LSTM;
+``+conv``: convolutions too). Timing: warm-up rounds, then rounds in which
+every (model, runtime) runs once, the order reversed every other round;
+"x dense" is the median over rounds of dense PyTorch eager / this cell in
+the same round (a speed-up), "best x" the ratio of the fastest runs (more
+robust on a shared machine). Errors: largest absolute difference of the
+log-probabilities to the same model in PyTorch fp32, and the share of
+frames whose best label agrees (random weights: not a word error rate).
+
+Outputs (``--out``, stem ``deploy_latency_<rnn>``): ``.md`` (printed
+too), ``.csv`` and ``.png``.
+
+Example
+-------
+``python benchmarks/deploy_latency.py --rnn lstm --repeats 10``
+``python benchmarks/deploy_latency.py --quick`` (tiny models, seconds)
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import argparse
+import copy
+import csv
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+from speechbrain_prune.costs import count_params
+from speechbrain_prune.deploy import CTCRecognizer, GlobalNorm
+from speechbrain_prune.deploy.onnx_export import (
+    INPUT,
+    export_onnx,
+    onnx_session,
+)
+from speechbrain_prune.deploy.quantize import (
+    file_size,
+    quantize_onnx,
+    quantize_torch,
+    torch_size,
+)
+from speechbrain_prune.graph import discover_groups
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+N_MELS, N_OUT = 40, 40
+FIELDS = [
+    "model",
+    "params",
+    "params_ratio",
+    "runtime",
+    "latency_ms",
+    "x_dense",
+    "best_x_dense",
+    "size_mb",
+    "max_abs_err",
+    "argmax_agree",
+]
+
+
+def _prune_latency():
+    spec = importlib.util.spec_from_file_location(
+        "prune_latency", os.path.join(HERE, "prune_latency.py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_dense(rnn, quick=False, seed=0):
+    """The dense recogniser: TIMIT CTC CRDNN sizes (``quick``: tiny).
+
+    Example
+    -------
+    >>> rec = build_dense("gru", quick=True)
+    >>> rec(torch.rand(1, 20, N_MELS)).shape
+    torch.Size([1, 10, 40])
+    """
+    from speechbrain.lobes.models.CRDNN import CRDNN
+    from speechbrain.nnet import RNN
+    from speechbrain.nnet.linear import Linear
+
+    torch.manual_seed(seed)
+    cls = {"lstm": RNN.LSTM, "gru": RNN.GRU, "ligru": RNN.LiGRU}[rnn]
+    cnn, width, dnn = ((8, 16), 32, 32) if quick else ((128, 256), 512, 512)
+    model = CRDNN(
+        input_size=N_MELS,
+        activation=torch.nn.LeakyReLU,
+        cnn_blocks=2,
+        cnn_channels=cnn,
+        cnn_kernelsize=(3, 3),
+        time_pooling=True,
+        rnn_class=cls,
+        rnn_layers=2 if quick else 4,
+        rnn_neurons=width,
+        rnn_bidirectional=True,
+        dnn_blocks=2,
+        dnn_neurons=dnn,
+    )
+    norm = GlobalNorm(torch.randn(N_MELS), torch.rand(N_MELS) + 0.5)
+    output = Linear(N_OUT, input_size=dnn)
+    return CTCRecognizer(model, output, norm).eval()
+
+
+def prune_to_params(rec, target, seed=0, steps=20):
+    """A copy of ``rec`` whose parameters are ``target`` x its own.
+
+    Returns ``(pruned, fraction removed of every group, params ratio)``.
+    """
+    bench = _prune_latency()
+    modules = torch.nn.ModuleDict({"model": rec.model, "output": rec.output})
+    x = torch.rand(1, 40, N_MELS)
+    groups = discover_groups(modules, lambda m: bench.forward(m, x))
+    base = count_params(modules)
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(steps):
+        f = (lo + hi) / 2
+        pruned = bench.prune_width(modules, groups, f, seed)
+        ratio = count_params(pruned) / base
+        if best is None or abs(ratio - target) < abs(best[2] - target):
+            best = (pruned, f, ratio)
+        if abs(ratio / target - 1) < 0.005:
+            break
+        lo, hi = (f, hi) if ratio > target else (lo, f)
+    pruned, f, ratio = best
+    norm = copy.deepcopy(rec.normalize)
+    out = CTCRecognizer(pruned["model"], pruned["output"], norm).eval()
+    return out, f, ratio
+
+
+def runtimes(rec, folder, name, threads, conv_int8=True):
+    """``{runtime: (run(x) -> log-probs numpy, bytes)}`` of one model."""
+    fp32 = export_onnx(rec, os.path.join(folder, f"{name}.onnx"), N_MELS)
+    int8 = quantize_onnx(fp32, os.path.join(folder, f"{name}.int8.onnx"))
+    q = quantize_torch(rec)
+
+    def torch_run(m):
+        def run(x):
+            with torch.no_grad():
+                return m(x).numpy()
+
+        return run
+
+    def ort_run(path):
+        sess = onnx_session(path, threads)
+        return lambda x: sess.run(None, {INPUT: x.numpy()})[0]
+
+    out = {
+        "PyTorch fp32": (torch_run(rec), torch_size(rec)),
+        "PyTorch int8": (torch_run(q), torch_size(q)),
+        "ORT fp32": (ort_run(fp32), file_size(fp32)),
+        "ORT int8": (ort_run(int8), file_size(int8)),
+    }
+    if conv_int8:
+        path = os.path.join(folder, f"{name}.int8conv.onnx")
+        quantize_onnx(fp32, path, op_types=("MatMul", "LSTM", "Conv"))
+        out["ORT int8 +conv"] = (ort_run(path), file_size(path))
+    return out
+
+
+def time_cells(cells, x, warmup, repeats, max_seconds):
+    """Seconds per round of every cell (interleaved, order alternating)."""
+    for _ in range(warmup):
+        for c in cells:
+            c["run"](x)
+    times = [[] for _ in cells]
+    start = time.perf_counter()
+    for r in range(repeats):
+        order = list(range(len(cells)))
+        if r % 2:
+            order.reverse()
+        for i in order:
+            t0 = time.perf_counter()
+            cells[i]["run"](x)
+            times[i].append(time.perf_counter() - t0)
+        if r >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return times
+
+
+def measure(args):
+    """Builds, exports, times; returns the table's rows."""
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    dense = build_dense(args.rnn, args.quick)
+    models = [("dense", dense, 1.0)]
+    for t in args.targets:
+        pruned, f, ratio = prune_to_params(dense, t)
+        models.append((f"pruned x{t:.2f} params", pruned, ratio))
+    frames = int(args.seconds * 100)
+    x = torch.randn(
+        1, frames, N_MELS, generator=torch.Generator().manual_seed(1)
+    )
+    cells = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, rec, ratio) in enumerate(models):
+            for rt, (run, size) in runtimes(
+                rec, tmp, f"m{i}", args.threads, not args.no_conv_int8
+            ).items():
+                cells.append(
+                    dict(
+                        model=name,
+                        rec=rec,
+                        ratio=ratio,
+                        runtime=rt,
+                        run=run,
+                        size=size,
+                    )
+                )
+        ref = {}
+        for c in cells:  # errors, vs the same model in PyTorch fp32
+            out = torch.from_numpy(c["run"](x))
+            ref.setdefault(c["model"], out)
+            r = ref[c["model"]]
+            c["err"] = (out - r).abs().max().item()
+            c["agree"] = (out.argmax(-1) == r.argmax(-1)).float().mean().item()
+        times = time_cells(
+            cells, x, args.warmup, args.repeats, args.max_seconds
+        )
+    base = times[0]
+    rows = []
+    for c, t in zip(cells, times):
+        rows.append(
+            {
+                "model": c["model"],
+                "params": count_params(c["rec"]),
+                "params_ratio": round(c["ratio"], 3),
+                "runtime": c["runtime"],
+                "latency_ms": round(1000 * statistics.median(t), 1),
+                "x_dense": round(
+                    statistics.median(b / v for b, v in zip(base, t)), 2
+                ),
+                "best_x_dense": round(min(base) / min(t), 2),
+                "size_mb": round(c["size"] / 1e6, 2),
+                "max_abs_err": float(f"{c['err']:.2e}"),
+                "argmax_agree": round(c["agree"], 4),
+                "rounds": len(t),
+            }
+        )
+    return rows
+
+
+def format_table(rows, title):
+    """Markdown table of the rows."""
+    head = [
+        "model",
+        "params",
+        "runtime",
+        "latency ms",
+        "x dense PyTorch",
+        "best x",
+        "size MB",
+        "max abs err",
+        "argmax agree",
+    ]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for r in rows:
+        vals = [
+            r["model"],
+            r["params"],
+            r["runtime"],
+            r["latency_ms"],
+            r["x_dense"],
+            r["best_x_dense"],
+            r["size_mb"],
+            r["max_abs_err"],
+            f"{100 * r['argmax_agree']:.1f} %",
+        ]
+        lines.append("| " + " | ".join(str(v) for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path, title):
+    """Speed-up over dense PyTorch, grouped by model, one bar a runtime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    rts = list(dict.fromkeys(r["runtime"] for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    w = 0.8 / len(rts)
+    for j, rt in enumerate(rts):
+        vals = [
+            next(
+                (
+                    r["x_dense"]
+                    for r in rows
+                    if r["model"] == m and r["runtime"] == rt
+                ),
+                0,
+            )
+            for m in models
+        ]
+        ax.bar([i + j * w for i in range(len(models))], vals, w, label=rt)
+    ax.axhline(3.0, color="k", ls="--", lw=0.8, label="goal x3")
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(models))], models)
+    ax.set_ylabel("speed-up over dense PyTorch fp32")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    """Runs the benchmark; writes ``.md``, ``.csv``, ``.png``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rnn", choices=["lstm", "gru", "ligru"], default="lstm")
+    p.add_argument("--targets", type=float, nargs="*", default=[0.7, 0.5])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--max-seconds", type=float, default=300.0)
+    p.add_argument("--no-conv-int8", action="store_true")
+    p.add_argument("--quick", action="store_true", help="tiny models")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = p.parse_args(argv)
+    load = os.getloadavg()[0]
+    t0 = time.time()
+    rows = measure(args)
+    import platform
+
+    import onnxruntime
+
+    env = (
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"{args.threads} threads, batch 1, {args.seconds:g} s of audio; "
+        f"1-min load average {load:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end; {time.time() - t0:.0f} s"
+    )
+    stem = f"deploy_latency_{args.rnn}" + ("_quick" if args.quick else "")
+    os.makedirs(args.out, exist_ok=True)
+    title = f"CRDNN ({args.rnn.upper()}), CPU: {env}"
+    text = format_table(rows, title)
+    print(text)
+    with open(os.path.join(args.out, stem + ".md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, stem + ".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS + ["rounds"])
+        w.writeheader()
+        w.writerows(rows)
+    plot(rows, os.path.join(args.out, stem + ".png"), title)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
