@@ -70,7 +70,7 @@ FIELDS = [
     "latency_ms",
     "x_dense",
     "best_x_dense",
-    "size_mb",
+    "size_bytes",
     "max_abs_err",
     "argmax_agree",
 ]
@@ -249,7 +249,7 @@ def measure(args):
                     statistics.median(b / v for b, v in zip(base, t)), 2
                 ),
                 "best_x_dense": round(min(base) / min(t), 2),
-                "size_mb": round(c["size"] / 1e6, 2),
+                "size_bytes": c["size"],
                 "max_abs_err": float(f"{c['err']:.2e}"),
                 "argmax_agree": round(c["agree"], 4),
                 "rounds": len(t),
@@ -281,7 +281,7 @@ def format_table(rows, title):
             r["latency_ms"],
             r["x_dense"],
             r["best_x_dense"],
-            r["size_mb"],
+            f"{r['size_bytes'] / 1e6:.2f}",
             r["max_abs_err"],
             f"{100 * r['argmax_agree']:.1f} %",
         ]
