@@ -13,7 +13,10 @@ weights' values, only on the shapes that remain.
 Each model runs in: PyTorch eager fp32, PyTorch int8
 (``torch.ao.quantization.quantize_dynamic`` of Linear/LSTM/GRU), ONNX
 Runtime fp32 and ONNX Runtime int8 (dynamic quantization of MatMul/LSTM;
-``+conv``: convolutions too). Timing: warm-up rounds, then rounds in which
+``+conv``: convolutions too); ONNX Runtime's idle threads sleep instead of
+spinning, so that they take no CPU from the cell timed next. Timing: one
+pass for the errors (which also warms every cell up), ``--warmup`` more
+rounds, then rounds in which
 every (model, runtime) runs once, the order reversed every other round;
 "x dense" is the median over rounds of dense PyTorch eager / this cell in
 the same round (a speed-up), "best x" the ratio of the fastest runs (more
@@ -160,7 +163,7 @@ def runtimes(rec, folder, name, threads, conv_int8=True):
         return run
 
     def ort_run(path):
-        sess = onnx_session(path, threads)
+        sess = onnx_session(path, threads, spinning=False)
         return lambda x: sess.run(None, {INPUT: x.numpy()})[0]
 
     out = {
@@ -191,9 +194,18 @@ def time_cells(cells, x, warmup, repeats, max_seconds):
             t0 = time.perf_counter()
             cells[i]["run"](x)
             times[i].append(time.perf_counter() - t0)
+        log(f"round {r + 1}: " + " ".join(f"{t[-1]:.2f}" for t in times))
         if r >= 2 and time.perf_counter() - start > max_seconds:
             break
     return times
+
+
+def log(msg, start=[]):
+    """Progress on stderr, with the seconds since the first message."""
+    start = start or start.append(time.time()) or start
+    print(
+        f"[{time.time() - start[0]:6.0f} s] {msg}", file=sys.stderr, flush=True
+    )
 
 
 def measure(args):
@@ -204,6 +216,7 @@ def measure(args):
     models = [("dense", dense, 1.0)]
     for t in args.targets:
         pruned, f, ratio = prune_to_params(dense, t)
+        log(f"pruned x{t}: fraction {f:.3f}, params x{ratio:.3f}")
         models.append((f"pruned x{t:.2f} params", pruned, ratio))
     frames = int(args.seconds * 100)
     x = torch.randn(
@@ -212,6 +225,7 @@ def measure(args):
     cells = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, rec, ratio) in enumerate(models):
+            log(f"exporting and quantizing {name}")
             for rt, (run, size) in runtimes(
                 rec, tmp, f"m{i}", args.threads, not args.no_conv_int8
             ).items():
@@ -225,6 +239,7 @@ def measure(args):
                         size=size,
                     )
                 )
+        log("errors")
         ref = {}
         for c in cells:  # errors, vs the same model in PyTorch fp32
             out = torch.from_numpy(c["run"](x))
@@ -232,6 +247,7 @@ def measure(args):
             r = ref[c["model"]]
             c["err"] = (out - r).abs().max().item()
             c["agree"] = (out.argmax(-1) == r.argmax(-1)).float().mean().item()
+        log("timing")
         times = time_cells(
             cells, x, args.warmup, args.repeats, args.max_seconds
         )
@@ -331,7 +347,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--no-conv-int8", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny models")

@@ -101,14 +101,23 @@ def export_onnx(module, path, n_feats, frames=64, batch=2):
     return path
 
 
-def onnx_session(path, threads=None):
-    """An ONNX Runtime CPU session of ``path`` (``threads``: intra-op)."""
+def onnx_session(path, threads=None, spinning=True):
+    """An ONNX Runtime CPU session of ``path`` (``threads``: intra-op).
+
+    ``spinning=False``: idle worker threads sleep instead of spinning (ONNX
+    Runtime's default keeps them busy after a run, which takes CPU from
+    whatever runs next in the process, e.g. a PyTorch model being timed
+    side by side).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(
         path, sess_options=opts, providers=["CPUExecutionProvider"]
     )
