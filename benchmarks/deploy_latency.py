@@ -44,6 +44,7 @@ import os
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 
 import torch
@@ -320,7 +321,7 @@ def plot(rows, path, title):
         vals = [
             next(
                 (
-                    r["x_dense"]
+                    float(r["x_dense"])
                     for r in rows
                     if r["model"] == m and r["runtime"] == rt
                 ),
@@ -332,7 +333,7 @@ def plot(rows, path, title):
     ax.axhline(3.0, color="k", ls="--", lw=0.8, label="goal x3")
     ax.set_xticks([i + 0.4 - w / 2 for i in range(len(models))], models)
     ax.set_ylabel("speed-up over dense PyTorch fp32")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 100), fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
