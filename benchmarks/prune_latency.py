@@ -528,7 +528,8 @@ def read_csv(path):
 
 def plot(rows, path, title):
     """Measured latency ratio per condition, one panel per model: o width
-    only, ^ depth allowed; dashed lines at the targets, bands of +-0.05."""
+    only, ^ depth allowed, x on the top edge: unreachable (refused by the
+    selection); dashed lines at the targets, bands of +-0.05."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -568,14 +569,28 @@ def plot(rows, path, title):
                         ls="none",
                         label=f"x{t:.2f} {variant}",
                     )
+                refused = [
+                    conds.index(r["condition"]) + shift
+                    for r in mine
+                    if r["target"] == t
+                    and r["variant"] == variant
+                    and str(r.get("note", "")).startswith("unreachable")
+                ]
+                if refused:  # the selection refused: drawn on the top edge
+                    ax.plot(refused, [1.07] * len(refused), "x", color=color)
         ax.set_xticks(range(len(conds)))
         ax.set_xticklabels(conds, rotation=20, ha="right", fontsize=7)
         ax.set_ylim(0.0, 1.1)
         ax.set_ylabel("measured latency ratio (pruned / unpruned)")
         ax.set_title(model, fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(
+        f"{title}\no width only, ^ depth allowed, x (top) unreachable; "
+        "bands: target +-0.05",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -23,7 +23,7 @@ SCRIPT = os.path.join(
     "benchmarks",
     "prune_latency.py",
 )
-TOLERANCE = 0.02  # the end-to-end check's, the script's default
+GOAL = 0.05  # issue 11: measured ratio within 0.05 of the requested one
 
 
 def mac_seconds(model, run, *args, **kwargs):
@@ -48,7 +48,7 @@ def quick_run(tmp_path_factory):
     )
     mp.setattr(bench, "latency_ratio", mac_ratio)
     mp.setattr(latency_stage, "latency_ratio", mac_ratio)
-    argv = ["--quick", "--models", "timit_ctc", "--targets", "0.7", "0.5"]
+    argv = ["--quick", "--models", "timit_ctc", "--targets", "0.5"]
     argv += ["--frames", "40", "--probe-frames", "40", "--count-frames"]
     try:
         rows = bench.main(argv + ["40", "--out", str(out)])
@@ -63,9 +63,9 @@ def test_quick_run_writes_table_csv_and_plot(quick_run):
     for ext in (".md", ".csv", ".png"):
         assert (out / (stem.name + ext)).stat().st_size > 0
     table = (out / (stem.name + ".md")).read_text()
-    assert "| 0.50 | depth |" in table and "| 0.70 | width |" in table
+    assert "| 0.50 | depth |" in table and "| 0.50 | width |" in table
     with open(out / (stem.name + ".csv")) as f:
-        assert len(list(csv.DictReader(f))) == len(rows) == 5
+        assert len(list(csv.DictReader(f))) == len(rows) == 3
 
 
 def test_latency_targets_met_on_a_deterministic_device(quick_run):
@@ -73,17 +73,16 @@ def test_latency_targets_met_on_a_deterministic_device(quick_run):
     dense, *pruned = rows
     assert dense["variant"] == "unpruned" and dense["measured_ratio"] == 1.0
     assert [(r["target"], r["variant"]) for r in pruned] == [
-        (0.7, "width"),
-        (0.7, "depth"),
         (0.5, "width"),
         (0.5, "depth"),
     ]
     for r in pruned:
-        # Time is proportional to MACs here: both ratios must agree, and
-        # the end-to-end check brings the model to its target.
+        # Time is proportional to MACs here: the stage's check, the final
+        # side-by-side ratio and the MAC ratio agree, and the end-to-end
+        # corrections bring the model to its target.
         assert r["measured_ratio"] == pytest.approx(r["mac_ratio"], abs=1e-6)
-        assert r["measured_ratio"] <= r["target"] + TOLERANCE
-        assert r["measured_ratio"] >= r["target"] - 0.1
+        assert r["measured_ratio"] == pytest.approx(r["check_ratio"])
+        assert abs(r["measured_ratio"] - r["target"]) <= GOAL
         assert r["params"] < dense["params"]
         assert r["removed"] != "nothing"
 
