@@ -579,6 +579,7 @@ def plot(rows, path, title):
                 if refused:  # the selection refused: drawn on the top edge
                     ax.plot(refused, [1.07] * len(refused), "x", color=color)
         ax.set_xticks(range(len(conds)))
+        ax.set_xlim(-0.5, len(conds) - 0.5)
         ax.set_xticklabels(conds, rotation=20, ha="right", fontsize=7)
         ax.set_ylim(0.0, 1.1)
         ax.set_ylabel("measured latency ratio (pruned / unpruned)")
