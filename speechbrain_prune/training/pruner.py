@@ -42,7 +42,6 @@ from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speechbrain_prune.costs import count_macs, count_params, group_costs
-from speechbrain_prune.costs.latency import LatencyModel
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -52,7 +51,9 @@ from speechbrain_prune.selection.joint import (
     PruningChoice,
     allowed_depth_candidates,
     choose_depth_and_width,
+    latency_cost_ratio,
     ordered_depth,
+    table_without,
 )
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
@@ -261,11 +262,10 @@ class Pruner:
         self._selector(self.schedule.stages[-1][1], table)
 
     def _selector(self, target, latency_table=None):
+        options = dict(self.selection, target_type=self.measure)
         if self.measure == "latency":
-            return Selector(
-                target=target, latency_table=latency_table, **self.selection
-            )
-        return Selector(target=target, **self.selection)
+            options["latency_table"] = latency_table
+        return Selector(target=target, **options)
 
     @property
     def uses_depth(self):
@@ -394,12 +394,10 @@ class Pruner:
             except (ValueError, TypeError):
                 continue
             removed.append(cand)
-        sub = table
+        sub = None
         if table is not None:
-            latency = LatencyModel(table)
-            saved = sum(latency.depth_saving(c.name) for c in removed)
-            ratio = 1.0 - saved / latency.base
-            sub = dict(table, base_seconds=latency.base - saved, depth={})
+            ratio = latency_cost_ratio(table)(model, removed)
+            sub = table_without(table, removed)
         else:
             ratio = self._cost(copy_module(model), run) / self._cost(
                 copy_module(scratch), run
@@ -904,9 +902,22 @@ class _StageChoice:
 
     def _width(self, model, groups, fraction, table, scores, costs):
         selector = self.pruner._selector(fraction, table)
+        if table is not None:
+            # Groups the table has no curve for (renamed by an earlier
+            # depth removal) keep their width.
+            unknown = [
+                g.id for g in groups.prunable() if g.id not in table["groups"]
+            ]
+            selector.protect = selector.protect + unknown
         return selector.select(
             copy_module(model), groups, scores, run=self.run, costs=costs
         )
+
+    def _exact_cost_ratio(self, model, depth):
+        pruner = self.pruner
+        if self._base_cost is None:
+            self._base_cost = pruner._cost(self.scratch, self.run)
+        return pruner._cost(copy_module(model), self.run) / self._base_cost
 
     def current_scores(self):
         if self._scores is None:
@@ -926,15 +937,11 @@ class _StageChoice:
             )
             return PruningChoice([], self.groups, removals)
         pruner = self.pruner
-        latency = None if table is None else LatencyModel(table)
 
-        def cost_ratio(model, depth):
-            if latency is not None:
-                saved = sum(latency.depth_saving(c.name) for c in depth)
-                return 1.0 - saved / latency.base
-            if self._base_cost is None:
-                self._base_cost = pruner._cost(self.scratch, self.run)
-            return pruner._cost(copy_module(model), self.run) / self._base_cost
+        if table is not None:
+            cost_ratio = latency_cost_ratio(table)
+        else:
+            cost_ratio = self._exact_cost_ratio
 
         def width_choice(model, fraction, depth):
             if not depth:
@@ -947,10 +954,7 @@ class _StageChoice:
                         model, groups, self.batches, brain_loss_fn(pruner.brain)
                     )
                 costs = group_costs(copy_module(model), groups, self.run)
-            sub = table
-            if latency is not None and depth:
-                saved = sum(latency.depth_saving(c.name) for c in depth)
-                sub = dict(table, base_seconds=latency.base - saved, depth={})
+            sub = None if table is None else table_without(table, depth)
             removals = self._width(model, groups, fraction, sub, scores, costs)
             return groups, removals
 
