@@ -96,11 +96,14 @@ class Pruner:
         explicit stages ``[{epoch: 3, target: 0.3}, ...]``.
     start_epoch, n_stages, every, ramp :
         See :class:`PruningSchedule`.
-    selection : dict, optional
-        Options for :func:`speechbrain_prune.selection.select` (e.g.
+    selection : dict or Selector, optional
+        Options of :class:`speechbrain_prune.selection.Selector` (e.g.
         ``protect``, ``min_keep_fraction``, ``round_to``, ``mode``,
         ``normalization``, ``target_type``: ``params`` by default,
-        ``macs`` or ``latency``).
+        ``macs`` or ``latency``), as a dict or as a Selector built in YAML
+        (``!new:speechbrain_prune.selection.Selector``; its ``target`` is
+        ignored, the stages set it, and its ``target_type`` defaults to
+        ``macs``: name it).
     couplings : dict, optional
         ``consumer -> producer`` top-level modules the traced forward does
         not show (see :func:`discover_groups`).
@@ -117,6 +120,9 @@ class Pruner:
     latency : LatencySetup, optional
         Where and how latency targets are timed (``selection: {target_type:
         latency}``); default: CPU, 2 threads, batch 1, 10 s of audio.
+    schedule : PruningSchedule, optional
+        The stages as an object (``!new:speechbrain_prune.PruningSchedule``)
+        instead of ``target`` / ``stages`` and their keys.
     depth : bool, optional
         Whole RNN layers and DNN blocks may go too, ranked with the
         channels (:mod:`speechbrain_prune.selection.joint`: each mix of
@@ -151,6 +157,7 @@ class Pruner:
         scoring_batch_size=None,
         latency=None,
         depth=None,
+        schedule=None,
         seed=0,
     ):
         if depth is not None and not isinstance(depth, bool):
@@ -158,17 +165,32 @@ class Pruner:
                 f"`depth` must be true, false or left out, got {depth!r}"
             )
         self.depth = depth
-        self.schedule = PruningSchedule(
-            stages=stages,
-            target=target,
-            start_epoch=start_epoch,
-            n_stages=n_stages,
-            every=every,
-            ramp=ramp,
-        )
+        if schedule is None:
+            schedule = PruningSchedule(
+                stages=stages,
+                target=target,
+                start_epoch=start_epoch,
+                n_stages=n_stages,
+                every=every,
+                ramp=ramp,
+            )
+        elif not isinstance(schedule, PruningSchedule):
+            raise ValueError(
+                "`schedule` must be a speechbrain_prune.PruningSchedule "
+                f"(`!new:`), got {type(schedule).__name__}"
+            )
+        elif target is not None or stages is not None:
+            raise ValueError(
+                "Give the stages once: either `schedule` or `target` / "
+                "`stages` (with start_epoch, n_stages, every, ramp)"
+            )
+        self.schedule = schedule
         self.scorer = (
             scorer if isinstance(scorer, Scorer) else get_scorer(scorer)
         )
+        if isinstance(selection, Selector):
+            # The stages set the target; the selector gives the options.
+            selection = selection.options()
         self.selection = dict(selection or {})
         self.latency = latency
         self._check_selection_keys()
@@ -913,6 +935,16 @@ class _StageChoice:
             copy_module(model), groups, scores, run=self.run, costs=costs
         )
 
+    def _unit_costs(self, model, groups):
+        """Per-channel MACs and parameters, when the selection counts
+        MACs (a forward per group); else the selector's meter measures
+        what it needs itself."""
+        pruner = self.pruner
+        cost = pruner.selection.get("cost") or pruner.measure
+        if "macs" not in (pruner.measure, cost):
+            return None
+        return group_costs(model, groups, self.run)
+
     def _exact_cost_ratio(self, model, depth):
         pruner = self.pruner
         if self._base_cost is None:
@@ -926,7 +958,7 @@ class _StageChoice:
             self._scores = pruner.scorer.score(
                 self.root, self.groups, self.batches, loss_fn
             )
-            self._costs = group_costs(self.scratch, self.groups, self.run)
+            self._costs = self._unit_costs(self.scratch, self.groups)
         return self._scores, self._costs
 
     def __call__(self, fraction, table=None):
@@ -953,7 +985,7 @@ class _StageChoice:
                     scores = pruner.scorer.score(
                         model, groups, self.batches, brain_loss_fn(pruner.brain)
                     )
-                costs = group_costs(copy_module(model), groups, self.run)
+                costs = self._unit_costs(copy_module(model), groups)
             sub = None if table is None else table_without(table, depth)
             removals = self._width(model, groups, fraction, sub, scores, costs)
             return groups, removals
