@@ -347,6 +347,7 @@ class Pruner:
 
     def _validate(self, train_set, epoch):
         """Dry run before training: trace a batch, check groups and costs."""
+        self._check_schedule_fits(epoch)
         with self._unwrapped() as root:
             batch = self._reference_batch(train_set)
             run = self._runner(batch)
@@ -410,6 +411,22 @@ class Pruner:
         self._selector(1.0 - (1.0 - target) / ratio, sub).check(
             model, groups, run
         )
+
+    def _check_schedule_fits(self, epoch):
+        """Every stage not yet done must fall within the run's epochs.
+
+        The last epoch is the limit of the recipe's ``epoch_counter`` (in
+        ``hparams``), checked only when that counter is the one driving
+        ``fit`` (its ``current`` is this epoch): a recipe without one, or
+        looping otherwise, is not checked. A run resumed with a larger
+        ``number_of_epochs`` is checked against the new limit.
+        """
+        hparams = getattr(self.brain, "hparams", None)
+        counter = getattr(hparams, "epoch_counter", None)
+        limit = getattr(counter, "limit", None)
+        if limit is None or getattr(counter, "current", None) != epoch:
+            return
+        self.schedule.check_within(limit, self.done)
 
     # A stage --------------------------------------------------------------
     def run_stage(self, index, train_set, epoch):
@@ -705,16 +722,28 @@ class Pruner:
         return next(iter(self._loader(train_set, self.seed)))
 
     def _scoring_batches(self, train_set, index):
+        """The scorer's batches; fewer than ``n_batches``: a warning."""
         n = self.scorer.n_batches
         loader = self._loader(train_set, self.seed + 1000 * (index + 1))
+        where = ""
         if (
             torch.distributed.is_available()
             and torch.distributed.is_initialized()
         ):
             rank = torch.distributed.get_rank()
             world = torch.distributed.get_world_size()
-            return list(itertools.islice(loader, rank, n * world, world))
-        return list(itertools.islice(loader, n))
+            batches = list(itertools.islice(loader, rank, n * world, world))
+            where = f" on rank {rank} of {world}"
+        else:
+            batches = list(itertools.islice(loader, n))
+        if len(batches) < n and not getattr(self.scorer, "data_free", False):
+            logger.warning(
+                f"Pruning stage {index + 1}: the scorer's `n_batches` is {n} "
+                f"but the training data gives {len(loader)} batches of "
+                f"{loader.batch_size}: scored on {len(batches)} batches"
+                f"{where}. Lower `n_batches` to match."
+            )
+        return batches
 
     def _recalibrate(self, root, train_set, index):
         """Re-estimates BatchNorm running statistics after surgery.
