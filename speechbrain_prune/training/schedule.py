@@ -58,7 +58,12 @@ class PruningSchedule:
                     "The pruning schedule needs `stages` or `target`"
                 )
             stages = self._ramp(target, start_epoch, n_stages, every, ramp)
+            self.keys = (
+                f"start_epoch={start_epoch}, n_stages={n_stages}, "
+                f"every={every}"
+            )
         else:
+            self.keys = "stages"
             stages = [self._parse(s) for s in stages]
         epochs = [e for e, _ in stages]
         targets = [t for _, t in stages]
@@ -115,6 +120,54 @@ class PruningSchedule:
             for i, (e, _) in enumerate(self.stages)
             if e <= epoch and i not in done
         ]
+
+    def check_within(self, last_epoch, done=()):
+        """Raises if a stage not yet done falls after ``last_epoch``.
+
+        A stage runs at the start of its epoch, so a stage scheduled after
+        the run's last epoch would never run: the model would end less
+        pruned than the target (or dense), silently. Stages already done
+        (a resumed run) are not checked again.
+
+        Arguments
+        ---------
+        last_epoch : int
+            The run's last epoch (the epoch counter's ``limit``, i.e. the
+            recipe's ``number_of_epochs``).
+        done : list of int
+            Indices of the stages already done.
+
+        Example
+        -------
+        >>> s = PruningSchedule(target=0.3, start_epoch=1, n_stages=3, every=2)
+        >>> s.check_within(5)
+        >>> s.check_within(3)
+        Traceback (most recent call last):
+        ...
+        ValueError: Pruning stage 3 of 3 is scheduled at the start of epoch 5 ...
+        """
+        late = [
+            (i, e)
+            for i, (e, _) in enumerate(self.stages)
+            if i not in done and e > last_epoch
+        ]
+        if not late:
+            return
+        index, epoch = late[0]
+        reached = [t for e, t in self.stages if e <= last_epoch]
+        ends = f"{reached[-1]:.0%} pruned" if reached else "unpruned"
+        epochs = [e for e, _ in self.stages]
+        raise ValueError(
+            f"Pruning stage {index + 1} of {len(self.stages)} is scheduled "
+            f"at the start of epoch {epoch} ({self.keys}: stages at epochs "
+            f"{epochs}), after the run's last epoch ({last_epoch}: "
+            f"`number_of_epochs`, the epoch counter's `limit`). "
+            f"{len(late)} stage(s) would never run and the model would end "
+            f"{ends} instead of {self.stages[-1][1]:.0%}. Raise "
+            f"`number_of_epochs` to at least {self.stages[-1][0]} or "
+            "schedule the stages earlier (`start_epoch`, `n_stages`, "
+            "`every`, or `stages`)."
+        )
 
     def __repr__(self):
         return f"PruningSchedule({self.stages})"
