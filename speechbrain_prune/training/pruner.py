@@ -60,6 +60,7 @@ from speechbrain_prune.training.latency_stage import (
 )
 from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
 from speechbrain_prune.training.schedule import PruningSchedule
+from speechbrain_prune.training.unattached import watch
 from speechbrain_prune.utils import copy_module
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ class Pruner:
         self._dense = None
         self._latency = None
         self._validated = False
+        watch(self)  # a pruner that never reaches its Brain: loud error
 
     # Attaching to a Brain ---------------------------------------------------
     def attach(self, brain, checkpointer=None):
@@ -873,6 +875,7 @@ class Pruner:
                 "PruningCheckpointer only loads checkpoints of the live "
                 "structure or later; build a fresh model to load this one."
             )
+        self._reconcile(state["done"], state.get("history", []), path)
         extra = PruningPlan(plan.steps[live:])
         if len(extra) and self.brain is not None:
             with self._unwrapped() as root:
@@ -882,7 +885,7 @@ class Pruner:
         elif len(extra):
             raise RuntimeError("The pruner must be attached before recovery")
         self.plan = plan
-        self.done = list(state["done"])
+        self.done = self._reconcile(state["done"], state.get("history", []))
         self.base_macs = state["base_macs"]
         self.base_params = state["base_params"]
         self.history = list(state.get("history", []))
@@ -892,6 +895,57 @@ class Pruner:
             _set_rng(rng)
         elif rng:
             self._pending_rng = rng
+
+    def _reconcile(self, done, history, path=None):
+        """The stages done, matched with the YAML's (maybe changed) schedule.
+
+        Targets are cumulative, so what counts is how far the checkpoint's
+        model was pruned (``reached``, the highest target of its stages in
+        the current measure). A stage done there whose YAML target is now
+        higher is done again, pruning the rest, at the next epoch start; a
+        model pruned beyond the YAML's final target is an error (removed
+        channels cannot come back). Called first with ``path`` (checks
+        only, before the model changes), then to get the stages done.
+        """
+        stages = self.schedule.stages
+        reached = max(
+            (
+                r["target"]
+                for r in history
+                if r.get("measure", "macs") == self.measure
+                and r["stage"] in done
+            ),
+            default=None,
+        )
+        final = stages[-1][1]
+        if reached is not None and reached > final + 1e-9:
+            raise ValueError(
+                f"The checkpoint{' ' + str(path) if path else ''} holds a "
+                f"model pruned to {reached:.0%} fewer "
+                f"{MEASURES[self.measure]}, but the pruner's `target` (or "
+                f"last of `stages`) is now {final:.0%}: removed channels "
+                "cannot come back. Set the target back to at least "
+                f"{reached:g}, or start a fresh run (another "
+                "`output_folder`) for a smaller target."
+            )
+        if path is not None:
+            return done
+        kept = []
+        for i in done:
+            if i >= len(stages):
+                continue  # the schedule has fewer stages now
+            if reached is not None and stages[i][1] > reached + 1e-9:
+                logger.warning(
+                    f"Pruning stage {i + 1} was done to {reached:.0%} fewer "
+                    f"{MEASURES[self.measure]} (checkpoint); the schedule now "
+                    f"asks {stages[i][1]:.0%} (`target`/`stages` changed): it "
+                    "runs again at the start of the next epoch, pruning the "
+                    "rest (when the run has epochs left: raise "
+                    "`number_of_epochs` otherwise)."
+                )
+                continue
+            kept.append(i)
+        return kept
 
 
 class _Swapped:
