@@ -59,8 +59,7 @@ class PruningSchedule:
                 )
             stages = self._ramp(target, start_epoch, n_stages, every, ramp)
             self.keys = (
-                f"start_epoch={start_epoch}, n_stages={n_stages}, "
-                f"every={every}"
+                f"start_epoch={start_epoch}, n_stages={n_stages}, every={every}"
             )
         else:
             self.keys = "stages"
@@ -144,7 +143,7 @@ class PruningSchedule:
         >>> s.check_within(3)
         Traceback (most recent call last):
         ...
-        ValueError: Pruning stage 3 of 3 is scheduled at the start of epoch 5 ...
+        ValueError: Pruning stage 3 of 3 is scheduled at ... epoch 5 ...
         """
         late = [
             (i, e)

@@ -19,7 +19,7 @@ YAML = """
 seed: 3
 __set_seed: !apply:speechbrain.utils.seed_everything [!ref <seed>]
 save_folder: !PLACEHOLDER
-number_of_epochs: 3
+number_of_epochs: 2
 prune_target: 0.4
 prune_start_epoch: 2
 prune_stages: 1
@@ -158,7 +158,7 @@ def build(save_folder, overrides=None, stock_checkpointer=False, **opts):
     hparams = load_hyperpyyaml(
         text, dict(overrides or {}, save_folder=str(save_folder))
     )
-    datasets = {"train": utterances(16, 0), "valid": utterances(4, 1)}
+    datasets = {"train": utterances(12, 0), "valid": utterances(4, 1)}
     brain = TinyASR(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -187,4 +187,6 @@ def fit(brain, hparams, datasets, batch_size=4):
 
 def final_state(brain):
     """Detached copies of every tensor of ``brain.modules``."""
-    return {k: v.detach().clone() for k, v in brain.modules.state_dict().items()}
+    return {
+        k: v.detach().clone() for k, v in brain.modules.state_dict().items()
+    }
