@@ -216,7 +216,14 @@ class Pruner:
 
         def _fit_train(train_set, epoch, enable):
             self.on_epoch_start(train_set, epoch)
-            return original(train_set, epoch, enable)
+            result = original(train_set, epoch, enable)
+            if self._pending_rng is not None:
+                # Resumed from a checkpoint taken after the epoch's last
+                # batch: no batch restored the random state; restore it
+                # before validation draws from it.
+                _set_rng(self._pending_rng)
+                self._pending_rng = None
+            return result
 
         brain._fit_train = _fit_train
 
