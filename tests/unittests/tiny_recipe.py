@@ -135,7 +135,9 @@ def utterances(n, seed):
     return out[:n]
 
 
-def build(save_folder, overrides=None, stock_checkpointer=False, **opts):
+def build(
+    save_folder, overrides=None, stock_checkpointer=False, n_train=12, **opts
+):
     """``(brain, hparams, datasets)`` of the tiny recipe.
 
     Arguments
@@ -146,6 +148,8 @@ def build(save_folder, overrides=None, stock_checkpointer=False, **opts):
         YAML overrides (``number_of_epochs``, ``prune_target``, ...).
     stock_checkpointer : bool
         Declare SpeechBrain's own ``Checkpointer`` (half of the edit).
+    n_train : int
+        Training utterances (batches of 4).
     **opts
         ``run_opts`` of the Brain (e.g. ``ckpt_interval_steps``).
     """
@@ -158,7 +162,7 @@ def build(save_folder, overrides=None, stock_checkpointer=False, **opts):
     hparams = load_hyperpyyaml(
         text, dict(overrides or {}, save_folder=str(save_folder))
     )
-    datasets = {"train": utterances(12, 0), "valid": utterances(4, 1)}
+    datasets = {"train": utterances(n_train, 0), "valid": utterances(4, 1)}
     brain = TinyASR(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
