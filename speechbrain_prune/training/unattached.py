@@ -8,7 +8,7 @@ training would run to the end without pruning, silently.
 How this is seen without patching SpeechBrain: every ``Pruner`` is watched
 from its creation until it is attached. While one is unattached, a global
 torch forward pre-hook (``register_module_forward_pre_hook``, public torch
-API) looks at each module call: when the call comes from
+API) looks at each module call in training mode: when the call comes from
 ``Brain.fit`` / ``Brain._fit_train`` of a Brain whose ``hparams`` hold an
 unattached pruner, it raises a clear error there, at the first forward of
 the first training batch (before any optimizer step). Other forwards
@@ -31,6 +31,9 @@ _HOOK = None
 
 #: The code objects of the training loop whose ``self`` is the Brain.
 _TRAINING = (sb.core.Brain.fit.__code__, sb.core.Brain._fit_train.__code__)
+#: How far up the stack a module call looks for them (a nested CRDNN's
+#: deepest module is about 25 frames below ``_fit_train``).
+_DEPTH = 80
 
 
 class PrunerNotAttached(RuntimeError):
@@ -57,6 +60,8 @@ def watch(pruner):
 
 def _check(module, args):
     global _HOOK
+    if not module.training:  # Brain.fit trains; eval forwards are not it
+        return None
     waiting = [p for p in list(_UNATTACHED) if p.brain is None]
     if not waiting:
         _UNATTACHED.clear()
@@ -65,9 +70,11 @@ def _check(module, args):
             _HOOK = None
         return None
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code not in _TRAINING:
+    for _ in range(_DEPTH):
+        if frame is None or frame.f_code in _TRAINING:
+            break
         frame = frame.f_back
-    if frame is None:
+    if frame is None or frame.f_code not in _TRAINING:
         return None
     brain = frame.f_locals.get("self")
     hparams = getattr(brain, "hparams", None)
