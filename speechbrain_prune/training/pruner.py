@@ -428,14 +428,17 @@ class Pruner:
         ``hparams``), checked only when that counter is the one driving
         ``fit`` (its ``current`` is this epoch): a recipe without one, or
         looping otherwise, is not checked. A run resumed with a larger
-        ``number_of_epochs`` is checked against the new limit.
+        ``number_of_epochs`` is checked against the new limit. A run in
+        which no stage runs at all (a dense phase) is a warning.
         """
         hparams = getattr(self.brain, "hparams", None)
         counter = getattr(hparams, "epoch_counter", None)
         limit = getattr(counter, "limit", None)
         if limit is None or getattr(counter, "current", None) != epoch:
             return
-        self.schedule.check_within(limit, self.done)
+        dense = self.schedule.check_within(limit, self.done)
+        if dense:
+            logger.warning(dense)
 
     # A stage --------------------------------------------------------------
     def run_stage(self, index, train_set, epoch):
