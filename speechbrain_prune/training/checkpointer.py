@@ -17,6 +17,7 @@ from speechbrain.utils.checkpoints import (
     Checkpoint,
     Checkpointer,
 )
+from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_prune.training.pruner import PRUNING_STEPS, put_first
 
@@ -138,7 +139,9 @@ class PruningCheckpointer(Checkpointer):
             key, (ckpt, problem), warned = self._verdicts[path]
             if problem is None:
                 good.append(ckpt)
-            elif not warned:
+            elif not warned and if_main_process():
+                # (Other ranks may list while the main process still
+                # writes a checkpoint; they skip it quietly.)
                 logger.warning(
                     f"Skipping checkpoint {path}: {problem}. The newest "
                     "readable checkpoint is used; this folder is kept (move "

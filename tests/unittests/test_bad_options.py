@@ -346,8 +346,10 @@ ROWS = [
     ),
     # Schedules checked against the run's last epoch (at the start of fit).
     (
-        "stage after the last epoch",
-        lambda: PruningSchedule(target=0.3, start_epoch=10).check_within(3),
+        "second stage after the last epoch",
+        lambda: PruningSchedule(target=0.3, n_stages=2, every=5).check_within(
+            3
+        ),
         ValueError,
         "`number_of_epochs`",
     ),

@@ -28,10 +28,10 @@ def count_steps(brain):
 @pytest.mark.parametrize(
     "overrides, keys",
     [
-        # A one-shot stage after the last epoch.
+        # 2 stages, 5 epochs apart: the second at epoch 6 > 2.
         (
-            {"prune_start_epoch": 10},
-            ["start_epoch=10", "number_of_epochs", "unpruned"],
+            {"prune_start_epoch": 1, "prune_stages": 2, "prune_every": 5},
+            ["n_stages=2", "every=5", "number_of_epochs", "at least 6"],
         ),
         # 3 stages, 2 epochs apart, from epoch 1: the last at epoch 5 > 2.
         (
@@ -53,6 +53,18 @@ def test_a_schedule_that_cannot_complete_fails_before_training(
     assert steps["n"] == 0
     after = final_state(brain)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_no_stage_in_this_run_is_a_warning(tmp_path, caplog):
+    """All stages after the last epoch: a dense phase (resumed later with
+    more epochs, as the demo's dense runs are), said loudly."""
+    brain, hparams, data = build(tmp_path, {"prune_start_epoch": 10})
+    steps = count_steps(brain)
+    with caplog.at_level(logging.WARNING):
+        fit(brain, hparams, data)
+    assert "No pruning stage runs in this run" in caplog.text
+    assert "start_epoch=10" in caplog.text and "unpruned" in caplog.text
+    assert steps["n"] == 6 and not len(hparams["pruner"].plan)
 
 
 @pytest.fixture(scope="module")
