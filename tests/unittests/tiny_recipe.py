@@ -64,6 +64,7 @@ pruner: !new:speechbrain_prune.Pruner
     n_stages: !ref <prune_stages>
     every: !ref <prune_every>
     selection:
+        target_type: macs
         min_keep_fraction: 0.2
 
 {checkpointer}
