@@ -137,8 +137,10 @@ class PruningCheckpointer(Checkpointer):
             if self._verdicts.get(path, (None,))[0] != key:
                 self._verdicts[path] = (key, read_checkpoint(path), False)
             key, (ckpt, problem), warned = self._verdicts[path]
-            if problem is None:
-                good.append(ckpt)
+            if problem is None:  # a copy: callers may edit the meta
+                good.append(
+                    Checkpoint(ckpt.path, dict(ckpt.meta), ckpt.paramfiles)
+                )
             elif not warned and if_main_process():
                 # (Other ranks may list while the main process still
                 # writes a checkpoint; they skip it quietly.)
