@@ -61,6 +61,7 @@ from speechbrain_prune.training.latency_stage import (
 )
 from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
 from speechbrain_prune.training.schedule import PruningSchedule
+from speechbrain_prune.training.unattached import watch
 from speechbrain_prune.utils import copy_module
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ class Pruner:
         self._dense = None
         self._latency = None
         self._validated = False
+        watch(self)  # a pruner that never reaches its Brain: loud error
 
     # Attaching to a Brain ---------------------------------------------------
     def attach(self, brain, checkpointer=None):
@@ -237,7 +239,14 @@ class Pruner:
 
         def _fit_train(train_set, epoch, enable):
             self.on_epoch_start(train_set, epoch)
-            return original(train_set, epoch, enable)
+            result = original(train_set, epoch, enable)
+            if self._pending_rng is not None:
+                # Resumed from a checkpoint taken after the epoch's last
+                # batch: no batch restored the random state; restore it
+                # before validation draws from it.
+                _set_rng(self._pending_rng)
+                self._pending_rng = None
+            return result
 
         brain._fit_train = _fit_train
 
@@ -369,6 +378,7 @@ class Pruner:
 
     def _validate(self, train_set, epoch):
         """Dry run before training: trace a batch, check groups and costs."""
+        self._check_schedule_fits(epoch)
         with self._unwrapped() as root:
             batch = self._reference_batch(train_set)
             run = self._runner(batch)
@@ -430,6 +440,25 @@ class Pruner:
         self._selector(1.0 - (1.0 - target) / ratio, sub).check(
             model, groups, run
         )
+
+    def _check_schedule_fits(self, epoch):
+        """Every stage not yet done must fall within the run's epochs.
+
+        The last epoch is the limit of the recipe's ``epoch_counter`` (in
+        ``hparams``), checked only when that counter is the one driving
+        ``fit`` (its ``current`` is this epoch): a recipe without one, or
+        looping otherwise, is not checked. A run resumed with a larger
+        ``number_of_epochs`` is checked against the new limit. A run in
+        which no stage runs at all (a dense phase) is a warning.
+        """
+        hparams = getattr(self.brain, "hparams", None)
+        counter = getattr(hparams, "epoch_counter", None)
+        limit = getattr(counter, "limit", None)
+        if limit is None or getattr(counter, "current", None) != epoch:
+            return
+        dense = self.schedule.check_within(limit, self.done)
+        if dense:
+            logger.warning(dense)
 
     # A stage --------------------------------------------------------------
     def run_stage(self, index, train_set, epoch):
@@ -725,16 +754,28 @@ class Pruner:
         return next(iter(self._loader(train_set, self.seed)))
 
     def _scoring_batches(self, train_set, index):
+        """The scorer's batches; fewer than ``n_batches``: a warning."""
         n = self.scorer.n_batches
         loader = self._loader(train_set, self.seed + 1000 * (index + 1))
+        where = ""
         if (
             torch.distributed.is_available()
             and torch.distributed.is_initialized()
         ):
             rank = torch.distributed.get_rank()
             world = torch.distributed.get_world_size()
-            return list(itertools.islice(loader, rank, n * world, world))
-        return list(itertools.islice(loader, n))
+            batches = list(itertools.islice(loader, rank, n * world, world))
+            where = f" on rank {rank} of {world}"
+        else:
+            batches = list(itertools.islice(loader, n))
+        if len(batches) < n and not getattr(self.scorer, "data_free", False):
+            logger.warning(
+                f"Pruning stage {index + 1}: the scorer's `n_batches` is {n} "
+                f"but the training data gives {len(loader)} batches of "
+                f"{loader.batch_size}: scored on {len(batches)} batches"
+                f"{where}. Lower `n_batches` to match."
+            )
+        return batches
 
     def _recalibrate(self, root, train_set, index):
         """Re-estimates BatchNorm running statistics after surgery.
@@ -864,6 +905,7 @@ class Pruner:
                 "PruningCheckpointer only loads checkpoints of the live "
                 "structure or later; build a fresh model to load this one."
             )
+        self._reconcile(state["done"], state.get("history", []), path)
         extra = PruningPlan(plan.steps[live:])
         if len(extra) and self.brain is not None:
             with self._unwrapped() as root:
@@ -873,7 +915,7 @@ class Pruner:
         elif len(extra):
             raise RuntimeError("The pruner must be attached before recovery")
         self.plan = plan
-        self.done = list(state["done"])
+        self.done = self._reconcile(state["done"], state.get("history", []))
         self.base_macs = state["base_macs"]
         self.base_params = state["base_params"]
         self.history = list(state.get("history", []))
@@ -883,6 +925,57 @@ class Pruner:
             _set_rng(rng)
         elif rng:
             self._pending_rng = rng
+
+    def _reconcile(self, done, history, path=None):
+        """The stages done, matched with the YAML's (maybe changed) schedule.
+
+        Targets are cumulative, so what counts is how far the checkpoint's
+        model was pruned (``reached``, the highest target of its stages in
+        the current measure). A stage done there whose YAML target is now
+        higher is done again, pruning the rest, at the next epoch start; a
+        model pruned beyond the YAML's final target is an error (removed
+        channels cannot come back). Called first with ``path`` (checks
+        only, before the model changes), then to get the stages done.
+        """
+        stages = self.schedule.stages
+        reached = max(
+            (
+                r["target"]
+                for r in history
+                if r.get("measure", "macs") == self.measure
+                and r["stage"] in done
+            ),
+            default=None,
+        )
+        final = stages[-1][1]
+        if reached is not None and reached > final + 1e-9:
+            raise ValueError(
+                f"The checkpoint{' ' + str(path) if path else ''} holds a "
+                f"model pruned to {reached:.0%} fewer "
+                f"{MEASURES[self.measure]}, but the pruner's `target` (or "
+                f"last of `stages`) is now {final:.0%}: removed channels "
+                "cannot come back. Set the target back to at least "
+                f"{reached:g}, or start a fresh run (another "
+                "`output_folder`) for a smaller target."
+            )
+        if path is not None:
+            return done
+        kept = []
+        for i in done:
+            if i >= len(stages):
+                continue  # the schedule has fewer stages now
+            if reached is not None and stages[i][1] > reached + 1e-9:
+                logger.warning(
+                    f"Pruning stage {i + 1} was done to {reached:.0%} fewer "
+                    f"{MEASURES[self.measure]} (checkpoint); the schedule now "
+                    f"asks {stages[i][1]:.0%} (`target`/`stages` changed): it "
+                    "runs again at the start of the next epoch, pruning the "
+                    "rest (when the run has epochs left: raise "
+                    "`number_of_epochs` otherwise)."
+                )
+                continue
+            kept.append(i)
+        return kept
 
 
 class _Swapped:
