@@ -283,7 +283,8 @@ def plot(rows, path):
     """WER and CER against measured latency, one line per criterion.
 
     Each line starts at ``dense_ft`` (the dense model trained as long),
-    marked with a black star.
+    marked with a black star; each pruned point is labelled with its
+    target (the share of the measure removed).
     """
     import matplotlib
 
@@ -307,6 +308,14 @@ def plot(rows, path):
                 marker="o",
                 label=crit,
             )
+            for r in pts[1:]:
+                ax.annotate(
+                    f"-{r['target']:.0%}",
+                    (r["latency ms"], r[metric]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
         ax.scatter(
             [dense["latency ms"]],
             [dense[metric]],
