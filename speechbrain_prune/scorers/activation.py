@@ -31,7 +31,8 @@ from torch.nn.utils.rnn import PackedSequence
 
 from speechbrain_prune.graph.group import Layout
 from speechbrain_prune.handlers.rnn import RNNView
-from speechbrain_prune.scorers.base import Scorer, check_finite
+from speechbrain_prune.scorers.base import Scorer
+from speechbrain_prune.scorers.checks import check_finite
 from speechbrain_prune.scorers.options import non_negative, one_of
 from speechbrain_prune.scorers.registry import register_scorer
 from speechbrain_prune.surgery.modules import StackedRNN
