@@ -12,6 +12,8 @@ import itertools
 
 import torch
 
+from speechbrain_prune.handlers import handler_for
+
 
 @contextlib.contextmanager
 def scoring_state(root, eval_mode=True):
@@ -28,26 +30,25 @@ def scoring_state(root, eval_mode=True):
     modes = [(m, m.training) for m in root.modules()]
     buffers = [(b, b.detach().clone()) for b in root.buffers()]
     grads = [(p, p.grad) for p in root.parameters()]
-    rnns = [
-        (m, m.dropout)
-        for m in root.modules()
-        if isinstance(m, torch.nn.RNNBase)
-    ]
+    overridden = []
     if eval_mode:
         root.eval()
-        # cuDNN runs an RNN's backward in training mode only. A torch RNN
-        # differs between modes by its inter-layer dropout alone, so
-        # training mode without dropout computes exactly what eval does.
-        for m, _ in rnns:
-            m.dropout = 0.0
-            m.train()
+        # A layer whose eval mode has no backward (cuDNN RNNs) says through
+        # its handler which mode computes the same and has one.
+        for m in root.modules():
+            handler = handler_for(m)
+            if handler is None:
+                continue
+            for sub, attr, value in handler.scoring_overrides(m):
+                overridden.append((sub, attr, getattr(sub, attr)))
+                setattr(sub, attr, value)
     try:
         yield
     finally:
+        for sub, attr, value in reversed(overridden):
+            setattr(sub, attr, value)
         for m, mode in modes:
             m.training = mode
-        for m, p in rnns:
-            m.dropout = p
         with torch.no_grad():
             for b, saved in buffers:
                 if b.shape == saved.shape:

@@ -16,6 +16,7 @@ from tiny_task import (
 
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.handlers import handler_for
+from speechbrain_prune.handlers.rnn import LayerwiseRNN
 from speechbrain_prune.reference import masked_reference
 from speechbrain_prune.scorers import (
     AblationScorer,
@@ -32,7 +33,6 @@ from speechbrain_prune.scorers import (
     group_slices,
     known_scorers,
 )
-from speechbrain_prune.scorers.activation import LayerwiseRNN
 
 
 @pytest.fixture(autouse=True, scope="module")
