@@ -123,7 +123,7 @@ FAST_SCORERS = {
 }
 
 
-@pytest.mark.parametrize("rnn", ["lstm", "ligru"])
+@pytest.mark.parametrize("rnn", ["lstm", "ligru", "sligru"])
 def test_silenced_channel_ranks_lowest(rnn):
     modules, groups, batches, loss_fn = task(rnn)
     useless = {g.id: g.size // 2 for g in groups.prunable()}
