@@ -23,7 +23,6 @@ Authors
  * speechbrain-prune team 2026
 """
 
-import copy
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import torch
 
 from speechbrain_prune.costs.latency import build_latency_table, latency_ratio
 from speechbrain_prune.selection import SelectionError
-from speechbrain_prune.surgery import apply_removals
+from speechbrain_prune.selection.joint import PruningChoice
 from speechbrain_prune.utils import copy_module
 
 logger = logging.getLogger(__name__)
@@ -155,15 +154,16 @@ class LatencyStage:
         run : callable
             The timed forward.
         select : callable
-            ``select(fraction, table) -> removals``: the selection meeting
-            ``fraction`` of the current model's latency on the table.
+            ``select(fraction, table) -> PruningChoice``: the selection
+            meeting ``fraction`` of the current model's latency on the
+            table (channels, and whole layers where the pruner allows).
         target : float
             Cumulative fraction of the unpruned latency to remove.
 
         Returns
         -------
-        removals : dict
-            ``group id -> removed channels`` (empty when already met).
+        removals : PruningChoice
+            What to remove (nothing when already met).
         cache : dict
             What was measured: ``current_ratio``, ``table``, ``fraction``
             and ``measured_ratio`` (of the chosen candidate).
@@ -175,7 +175,7 @@ class LatencyStage:
             cache.setdefault("fraction", 0.0)
             cache.setdefault("measured_ratio", current)
             self.save(index, cache)
-            return {}, cache
+            return PruningChoice(), cache
         if "fraction" in cache:  # decided before a restart
             return select(cache["fraction"], cache["table"]), cache
         fraction = 1.0 - goal / current
@@ -193,7 +193,7 @@ class LatencyStage:
                 removals, fraction, measured = chosen
                 break
             candidate = copy_module(root).to(self.setup.device)
-            apply_removals(candidate, copy.deepcopy(groups), removals)
+            removals.apply(candidate)
             with self.setup.timing():
                 measured = self._timed(candidate, run)
             logger.info(

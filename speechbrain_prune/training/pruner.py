@@ -11,7 +11,8 @@ each training epoch (``Brain._fit_train``) it runs the stages that are due:
    to find the dependency groups of ``brain.modules``;
 2. score every prunable channel with the scorer, on training batches, via
    the recipe's own ``compute_objectives``;
-3. select the channels to remove so that the stage's MAC target is met;
+3. select the channels (and, with ``depth``, whole layers) to remove so
+   that the stage's target (parameters, MACs or latency) is met;
 4. remove them (surgery), record the step in the plan, remap the
    optimizer state, re-wrap DDP, log a table to the train log.
 
@@ -41,11 +42,18 @@ from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speechbrain_prune.costs import count_macs, count_params, group_costs
+from speechbrain_prune.costs.latency import LatencyModel
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
-from speechbrain_prune.selection import Selector
+from speechbrain_prune.selection import SelectionError, Selector
+from speechbrain_prune.selection.joint import (
+    PruningChoice,
+    allowed_depth_candidates,
+    choose_depth_and_width,
+    ordered_depth,
+)
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
     dense_architecture,
@@ -58,6 +66,13 @@ logger = logging.getLogger(__name__)
 
 #: How the stage targets' measure is written in logs.
 MEASURES = {"macs": "MACs", "params": "parameters", "latency": "latency"}
+
+#: What stage targets count when ``selection.target_type`` is not given.
+#: Parameters, not MACs: on SpeechBrain's stock TIMIT CTC CRDNN a 50 % MAC
+#: cut removed cheap CNN channels and left CPU latency at x1.02, while a
+#: 50 % parameter cut reached the sequential RNN (CPU x0.63; x0.52 on the
+#: LibriSpeech seq2seq encoder). See README.md, "Which measure".
+DEFAULT_MEASURE = "params"
 
 #: Key of the number of pruning steps in a checkpoint's metadata.
 PRUNING_STEPS = "pruning_steps"
@@ -73,7 +88,8 @@ class Pruner:
         Importance criterion (``!new:speechbrain_prune.scorers.TaylorScorer``
         or a registered name such as ``"taylor"``).
     target : float, optional
-        Final fraction of the unpruned model's MACs to remove (with
+        Final fraction of the unpruned model's parameters (or of the
+        measure ``selection.target_type`` names) to remove (with
         ``start_epoch``, ``n_stages``, ``every``, ``ramp``), or
     stages : list of dict, optional
         explicit stages ``[{epoch: 3, target: 0.3}, ...]``.
@@ -82,7 +98,8 @@ class Pruner:
     selection : dict, optional
         Options for :func:`speechbrain_prune.selection.select` (e.g.
         ``protect``, ``min_keep_fraction``, ``round_to``, ``mode``,
-        ``normalization``, ``target_type``).
+        ``normalization``, ``target_type``: ``params`` by default,
+        ``macs`` or ``latency``).
     couplings : dict, optional
         ``consumer -> producer`` top-level modules the traced forward does
         not show (see :func:`discover_groups`).
@@ -99,6 +116,13 @@ class Pruner:
     latency : LatencySetup, optional
         Where and how latency targets are timed (``selection: {target_type:
         latency}``); default: CPU, 2 threads, batch 1, 10 s of audio.
+    depth : bool, optional
+        Whole RNN layers and DNN blocks may go too, ranked with the
+        channels (:mod:`speechbrain_prune.selection.joint`: each mix of
+        removed layers is completed by the channel selection and the one
+        whose pruned model has the lowest loss wins). Default: on for
+        latency targets (on a GPU only fewer layers are faster), off for
+        MACs and parameters.
     seed : int
         Seeds the choice of scoring batches (and the random scorer).
 
@@ -125,8 +149,14 @@ class Pruner:
         recalibrate_batches=0,
         scoring_batch_size=None,
         latency=None,
+        depth=None,
         seed=0,
     ):
+        if depth is not None and not isinstance(depth, bool):
+            raise ValueError(
+                f"`depth` must be true, false or left out, got {depth!r}"
+            )
+        self.depth = depth
         self.schedule = PruningSchedule(
             stages=stages,
             target=target,
@@ -212,7 +242,7 @@ class Pruner:
                 f"Unknown key(s) {sorted(unknown)} under the pruner's "
                 f"`selection`; known keys: {sorted(known)}"
             )
-        measure = self.selection.get("target_type", "macs")
+        measure = self.selection.get("target_type", DEFAULT_MEASURE)
         if measure not in MEASURES:
             raise ValueError(
                 f"selection.target_type {measure!r}: pruning stages count "
@@ -238,9 +268,16 @@ class Pruner:
         return Selector(target=target, **self.selection)
 
     @property
+    def uses_depth(self):
+        """Whether stages may remove whole layers and blocks."""
+        if self.depth is None:
+            return self.measure == "latency"
+        return self.depth
+
+    @property
     def measure(self):
         """What the stage targets count: ``macs``, ``params``, ``latency``."""
-        return self.selection.get("target_type", "macs")
+        return self.selection.get("target_type", DEFAULT_MEASURE)
 
     def _cost(self, root, run):
         """The measure the targets count in (MACs or parameters)."""
@@ -336,14 +373,48 @@ class Pruner:
                     table = self._latency_cache(0, scratch, groups, train_set)[
                         "table"
                     ]
-                self._selector(self.schedule.stages[-1][1], table).check(
-                    scratch, groups, run
-                )
+                self._check_reachable(scratch, groups, run, table)
         self._validated = True
+
+    def _check_reachable(self, scratch, groups, run, table):
+        """Raises now if the last stage's target cannot be met, with whole
+        layers removed too where the pruner allows depth."""
+        target = self.schedule.stages[-1][1]
+        try:
+            self._selector(target, table).check(scratch, groups, run)
+            return
+        except SelectionError:
+            candidates = self._depth_candidates(scratch)
+            if not candidates:
+                raise
+        model, removed = copy_module(scratch), []
+        for cand in ordered_depth(candidates):
+            try:
+                cand.apply(model)
+            except (ValueError, TypeError):
+                continue
+            removed.append(cand)
+        sub = table
+        if table is not None:
+            latency = LatencyModel(table)
+            saved = sum(latency.depth_saving(c.name) for c in removed)
+            ratio = 1.0 - saved / latency.base
+            sub = dict(table, base_seconds=latency.base - saved, depth={})
+        else:
+            ratio = self._cost(copy_module(model), run) / self._cost(
+                copy_module(scratch), run
+            )
+        if ratio <= 1.0 - target:
+            return
+        groups = self._groups(copy_module(model), run)
+        self._selector(1.0 - (1.0 - target) / ratio, sub).check(
+            model, groups, run
+        )
 
     # A stage --------------------------------------------------------------
     def run_stage(self, index, train_set, epoch):
-        """Scores, selects and removes channels for stage ``index``."""
+        """Scores, selects and removes channels (and layers) for stage
+        ``index``."""
         brain = self.brain
         start = time.time()
         stage_epoch, target = self.schedule.stages[index]
@@ -358,33 +429,26 @@ class Pruner:
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
             goal = (1.0 - target) * self._base_cost()
-            sizes_before = {g.id: g.size for g in groups.values()}
-            removals = {}
+            choice = PruningChoice([], groups, {})
             latency = None
             if self.measure == "latency":
                 latency = self._latency_cache(index, scratch, groups, train_set)
                 cost_before = latency["current_ratio"]
             else:
                 cost_before = self._cost(scratch, run)
+            report = []
             if cost_before > goal:
                 batches = self._scoring_batches(train_set, index)
-                scores = self.scorer.score(
-                    root, groups, batches, brain_loss_fn(brain)
+                chooser = _StageChoice(
+                    self, root, scratch, groups, run, batches, report
                 )
-                costs = group_costs(scratch, groups, run)
-
-                def select(fraction, table=None):
-                    return self._selector(fraction, table).select(
-                        scratch, groups, scores, run=run, costs=costs
-                    )
-
                 if latency is None:
-                    removals = select(1.0 - goal / cost_before)
+                    choice = chooser(1.0 - goal / cost_before)
                 else:
-                    removals, latency = self._latency_choice(
-                        index, scratch, groups, train_set, select, target
+                    choice, latency = self._latency_choice(
+                        index, scratch, groups, train_set, chooser, target
                     )
-                ledger = self.plan.prune(root, groups, removals)
+                ledger = choice.apply(root, plan=self.plan)
                 for opt in optimizers_of(brain):
                     remap_optimizer(
                         opt, ledger, root.parameters(), self.reset_optimizer
@@ -405,11 +469,11 @@ class Pruner:
                 f"Pruning stage {index + 1} at epoch {epoch} did not reach "
                 f"its target ({target:.0%} fewer {MEASURES[self.measure]} "
                 f"than unpruned: at most {goal:,.0f}, the model has "
-                f"{cost_after:,.0f}); {sum(map(len, removals.values()))} "
-                "channels were removed. Relax the `selection` constraints "
-                "or lower the target."
+                f"{cost_after:,.0f}); {choice.describe()} were removed. "
+                "Relax the `selection` constraints or lower the target."
             )
         self.done.append(index)
+        shown = choice.groups if choice.groups is not None else groups
         record = {
             "stage": index,
             "epoch": epoch,
@@ -432,15 +496,60 @@ class Pruner:
                     "measured_ratio", latency["current_ratio"]
                 ),
             },
+            "depth": [c.name for c in choice.depth],
+            "mixes": report,
             "groups": [
-                (gid, size - len(removals.get(gid, ())), size)
-                for gid, size in sizes_before.items()
-                if groups[gid].prunable
+                (g.id, g.size - len(choice.removals.get(g.id, ())), g.size)
+                for g in shown.values()
+                if g.prunable
             ],
         }
         self.history.append(record)
         self._log(record)
         return record
+
+    def _depth_candidates(self, scratch):
+        if not self.uses_depth:
+            return []
+        return allowed_depth_candidates(
+            scratch, self.selection.get("protect", ()) or ()
+        )
+
+    def _swapped(self, modules):
+        """Context: ``brain.modules`` is ``modules`` meanwhile."""
+        return _Swapped(self.brain, modules)
+
+    def _loss_of(self, batches):
+        """``loss_of(modules)``: mean training loss of ``modules`` on
+        ``batches`` (eval mode, no gradient, seeded per batch, averaged
+        over ranks), the measure that candidate mixes are compared by."""
+        loss_fn = brain_loss_fn(self.brain)
+
+        def loss_of(modules):
+            was_training = modules.training
+            modules.eval()
+            total = torch.zeros(2, dtype=torch.float64)
+            try:
+                with self._swapped(modules), torch.no_grad():
+                    for b, batch in enumerate(batches):
+                        with torch.random.fork_rng(devices=[]):
+                            torch.manual_seed(self.seed + 7919 * b)
+                            loss = loss_fn(batch)
+                        total[0] += float(loss)
+                        total[1] += 1
+            finally:
+                modules.train(was_training)
+            if (
+                torch.distributed.is_available()
+                and torch.distributed.is_initialized()
+            ):
+                device = next(modules.parameters()).device
+                total = total.to(device)
+                torch.distributed.all_reduce(total)
+                total = total.cpu()
+            return float(total[0] / max(float(total[1]), 1.0))
+
+        return loss_of
 
     # Latency stages -----------------------------------------------------
     def _latency_stage(self):
@@ -484,7 +593,7 @@ class Pruner:
         )
         cache = stage.load(index)
         if not cache.get("fraction"):
-            return {}, cache
+            return PruningChoice(), cache
         return select(cache["fraction"], cache["table"]), cache
 
     # Pieces -------------------------------------------------------------
@@ -667,6 +776,19 @@ class Pruner:
         ]
         for gid, kept, total in record["groups"]:
             lines.append(f"| {gid} | {kept} / {total} |")
+        if record.get("mixes"):
+            lines.append(
+                "Layers and channels ranked together (loss of each mix on "
+                "the scoring batches):"
+            )
+            for row in record["mixes"]:
+                loss = "-" if row["loss"] is None else f"{row['loss']:.4f}"
+                mark = " <- chosen" if row.get("chosen") else ""
+                lines.append(
+                    f"  removed layers {row['depth'] or 'none'}, "
+                    f"{row['channels']} channels: loss {loss}"
+                    f"{' ' + row['note'] if row['note'] else ''}{mark}"
+                )
         if record.get("latency"):
             lat = record["latency"]
             lines.append(
@@ -741,6 +863,107 @@ class Pruner:
             _set_rng(rng)
         elif rng:
             self._pending_rng = rng
+
+
+class _Swapped:
+    def __init__(self, brain, modules):
+        self.brain, self.modules, self.live = brain, modules, None
+
+    def __enter__(self):
+        self.live = self.brain.modules
+        self.brain.modules = self.modules
+        return self.modules
+
+    def __exit__(self, *exc):
+        self.brain.modules = self.live
+        return False
+
+
+class _StageChoice:
+    """``choose(fraction, table=None) -> PruningChoice`` for one stage.
+
+    Width only, or width and depth in one ranking
+    (:func:`choose_depth_and_width`) when the pruner allows depth and the
+    model has removable layers. The current model's channel scores are
+    computed once and reused by every call (a latency stage may select
+    more than once); a mix without some layers is scored on its own copy.
+    """
+
+    def __init__(self, pruner, root, scratch, groups, run, batches, report):
+        self.pruner = pruner
+        self.root = root
+        self.scratch = scratch
+        self.groups = groups
+        self.run = run
+        self.batches = batches
+        self.report = report
+        self.candidates = pruner._depth_candidates(scratch)
+        self._scores = None
+        self._costs = None
+        self._base_cost = None
+
+    def _width(self, model, groups, fraction, table, scores, costs):
+        selector = self.pruner._selector(fraction, table)
+        return selector.select(
+            copy_module(model), groups, scores, run=self.run, costs=costs
+        )
+
+    def current_scores(self):
+        if self._scores is None:
+            pruner = self.pruner
+            loss_fn = brain_loss_fn(pruner.brain)
+            self._scores = pruner.scorer.score(
+                self.root, self.groups, self.batches, loss_fn
+            )
+            self._costs = group_costs(self.scratch, self.groups, self.run)
+        return self._scores, self._costs
+
+    def __call__(self, fraction, table=None):
+        if not self.candidates:
+            scores, costs = self.current_scores()
+            removals = self._width(
+                self.scratch, self.groups, fraction, table, scores, costs
+            )
+            return PruningChoice([], self.groups, removals)
+        pruner = self.pruner
+        latency = None if table is None else LatencyModel(table)
+
+        def cost_ratio(model, depth):
+            if latency is not None:
+                saved = sum(latency.depth_saving(c.name) for c in depth)
+                return 1.0 - saved / latency.base
+            if self._base_cost is None:
+                self._base_cost = pruner._cost(self.scratch, self.run)
+            return pruner._cost(copy_module(model), self.run) / self._base_cost
+
+        def width_choice(model, fraction, depth):
+            if not depth:
+                scores, costs = self.current_scores()
+                groups = self.groups
+            else:
+                groups = pruner._groups(copy_module(model), self.run)
+                with pruner._swapped(model):
+                    scores = pruner.scorer.score(
+                        model, groups, self.batches, brain_loss_fn(pruner.brain)
+                    )
+                costs = group_costs(copy_module(model), groups, self.run)
+            sub = table
+            if latency is not None and depth:
+                saved = sum(latency.depth_saving(c.name) for c in depth)
+                sub = dict(table, base_seconds=latency.base - saved, depth={})
+            removals = self._width(model, groups, fraction, sub, scores, costs)
+            return groups, removals
+
+        choice, rows = choose_depth_and_width(
+            copy_module(self.root),
+            self.candidates,
+            1.0 - fraction,
+            cost_ratio,
+            width_choice,
+            pruner._loss_of(self.batches),
+        )
+        self.report[:] = rows
+        return choice
 
 
 def _set_rng(state):
