@@ -25,6 +25,7 @@ Authors
 import copy
 import fnmatch
 
+from speechbrain_prune.costs.latency import LatencyModel
 from speechbrain_prune.graph.depth import depth_candidates
 from speechbrain_prune.selection.constraints import SelectionError
 from speechbrain_prune.surgery.ledger import SliceLedger
@@ -39,8 +40,56 @@ __all__ = [
     "PruningChoice",
     "allowed_depth_candidates",
     "choose_depth_and_width",
+    "latency_cost_ratio",
     "ordered_depth",
+    "table_without",
 ]
+
+
+def latency_cost_ratio(table):
+    """``cost_ratio(model, depth)`` from a latency table's depth entries.
+
+    The latency left when the candidates ``depth`` are removed, over the
+    table's base latency (removals taken as additive).
+
+    Example
+    -------
+    >>> from speechbrain_prune.graph.depth import DepthCandidate
+    >>> table = {"base_seconds": 2.0, "groups": {}, "depth": {"RNN:1": 1.5}}
+    >>> ratio = latency_cost_ratio(table)
+    >>> ratio(None, [DepthCandidate("rnn_layer", "RNN", 1)])
+    0.75
+    """
+    latency = LatencyModel(table)
+
+    def cost_ratio(model, depth):
+        saved = sum(latency.depth_saving(c.name) for c in depth)
+        return 1.0 - saved / latency.base
+
+    return cost_ratio
+
+
+def table_without(table, depth):
+    """The latency table of the model without the candidates ``depth``.
+
+    Its base is the table's estimate of that model's latency; the channel
+    curves are kept (after a layer goes, the remaining layers keep their
+    names' curves: layers of one RNN have the same shapes), and it has no
+    depth entries. Groups it has no curve for are left out of selection by
+    :class:`~speechbrain_prune.selection.Selector`'s caller.
+
+    Example
+    -------
+    >>> from speechbrain_prune.graph.depth import DepthCandidate
+    >>> table = {"base_seconds": 2.0, "groups": {}, "depth": {"RNN:1": 1.5}}
+    >>> table_without(table, [DepthCandidate("rnn_layer", "RNN", 1)])
+    {'base_seconds': 1.5, 'groups': {}, 'depth': {}}
+    """
+    if not depth:
+        return table
+    latency = LatencyModel(table)
+    saved = sum(latency.depth_saving(c.name) for c in depth)
+    return dict(table, base_seconds=latency.base - saved, depth={})
 
 
 def ordered_depth(candidates):

@@ -42,7 +42,6 @@ from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speechbrain_prune.costs import count_macs, count_params, group_costs
-from speechbrain_prune.costs.latency import LatencyModel
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -52,7 +51,9 @@ from speechbrain_prune.selection.joint import (
     PruningChoice,
     allowed_depth_candidates,
     choose_depth_and_width,
+    latency_cost_ratio,
     ordered_depth,
+    table_without,
 )
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
@@ -95,11 +96,14 @@ class Pruner:
         explicit stages ``[{epoch: 3, target: 0.3}, ...]``.
     start_epoch, n_stages, every, ramp :
         See :class:`PruningSchedule`.
-    selection : dict, optional
-        Options for :func:`speechbrain_prune.selection.select` (e.g.
+    selection : dict or Selector, optional
+        Options of :class:`speechbrain_prune.selection.Selector` (e.g.
         ``protect``, ``min_keep_fraction``, ``round_to``, ``mode``,
         ``normalization``, ``target_type``: ``params`` by default,
-        ``macs`` or ``latency``).
+        ``macs`` or ``latency``), as a dict or as a Selector built in YAML
+        (``!new:speechbrain_prune.selection.Selector``; its ``target`` is
+        ignored, the stages set it, and its ``target_type`` defaults to
+        ``macs``: name it).
     couplings : dict, optional
         ``consumer -> producer`` top-level modules the traced forward does
         not show (see :func:`discover_groups`).
@@ -116,6 +120,9 @@ class Pruner:
     latency : LatencySetup, optional
         Where and how latency targets are timed (``selection: {target_type:
         latency}``); default: CPU, 2 threads, batch 1, 10 s of audio.
+    schedule : PruningSchedule, optional
+        The stages as an object (``!new:speechbrain_prune.PruningSchedule``)
+        instead of ``target`` / ``stages`` and their keys.
     depth : bool, optional
         Whole RNN layers and DNN blocks may go too, ranked with the
         channels (:mod:`speechbrain_prune.selection.joint`: each mix of
@@ -150,6 +157,7 @@ class Pruner:
         scoring_batch_size=None,
         latency=None,
         depth=None,
+        schedule=None,
         seed=0,
     ):
         if depth is not None and not isinstance(depth, bool):
@@ -157,17 +165,32 @@ class Pruner:
                 f"`depth` must be true, false or left out, got {depth!r}"
             )
         self.depth = depth
-        self.schedule = PruningSchedule(
-            stages=stages,
-            target=target,
-            start_epoch=start_epoch,
-            n_stages=n_stages,
-            every=every,
-            ramp=ramp,
-        )
+        if schedule is None:
+            schedule = PruningSchedule(
+                stages=stages,
+                target=target,
+                start_epoch=start_epoch,
+                n_stages=n_stages,
+                every=every,
+                ramp=ramp,
+            )
+        elif not isinstance(schedule, PruningSchedule):
+            raise ValueError(
+                "`schedule` must be a speechbrain_prune.PruningSchedule "
+                f"(`!new:`), got {type(schedule).__name__}"
+            )
+        elif target is not None or stages is not None:
+            raise ValueError(
+                "Give the stages once: either `schedule` or `target` / "
+                "`stages` (with start_epoch, n_stages, every, ramp)"
+            )
+        self.schedule = schedule
         self.scorer = (
             scorer if isinstance(scorer, Scorer) else get_scorer(scorer)
         )
+        if isinstance(selection, Selector):
+            # The stages set the target; the selector gives the options.
+            selection = selection.options()
         self.selection = dict(selection or {})
         self.latency = latency
         self._check_selection_keys()
@@ -261,11 +284,10 @@ class Pruner:
         self._selector(self.schedule.stages[-1][1], table)
 
     def _selector(self, target, latency_table=None):
+        options = dict(self.selection, target_type=self.measure)
         if self.measure == "latency":
-            return Selector(
-                target=target, latency_table=latency_table, **self.selection
-            )
-        return Selector(target=target, **self.selection)
+            options["latency_table"] = latency_table
+        return Selector(target=target, **options)
 
     @property
     def uses_depth(self):
@@ -394,12 +416,10 @@ class Pruner:
             except (ValueError, TypeError):
                 continue
             removed.append(cand)
-        sub = table
+        sub = None
         if table is not None:
-            latency = LatencyModel(table)
-            saved = sum(latency.depth_saving(c.name) for c in removed)
-            ratio = 1.0 - saved / latency.base
-            sub = dict(table, base_seconds=latency.base - saved, depth={})
+            ratio = latency_cost_ratio(table)(model, removed)
+            sub = table_without(table, removed)
         else:
             ratio = self._cost(copy_module(model), run) / self._cost(
                 copy_module(scratch), run
@@ -904,9 +924,32 @@ class _StageChoice:
 
     def _width(self, model, groups, fraction, table, scores, costs):
         selector = self.pruner._selector(fraction, table)
+        if table is not None:
+            # Groups the table has no curve for (renamed by an earlier
+            # depth removal) keep their width.
+            unknown = [
+                g.id for g in groups.prunable() if g.id not in table["groups"]
+            ]
+            selector.protect = selector.protect + unknown
         return selector.select(
             copy_module(model), groups, scores, run=self.run, costs=costs
         )
+
+    def _unit_costs(self, model, groups):
+        """Per-channel MACs and parameters, when the selection counts
+        MACs (a forward per group); else the selector's meter measures
+        what it needs itself."""
+        pruner = self.pruner
+        cost = pruner.selection.get("cost") or pruner.measure
+        if "macs" not in (pruner.measure, cost):
+            return None
+        return group_costs(model, groups, self.run)
+
+    def _exact_cost_ratio(self, model, depth):
+        pruner = self.pruner
+        if self._base_cost is None:
+            self._base_cost = pruner._cost(self.scratch, self.run)
+        return pruner._cost(copy_module(model), self.run) / self._base_cost
 
     def current_scores(self):
         if self._scores is None:
@@ -915,7 +958,7 @@ class _StageChoice:
             self._scores = pruner.scorer.score(
                 self.root, self.groups, self.batches, loss_fn
             )
-            self._costs = group_costs(self.scratch, self.groups, self.run)
+            self._costs = self._unit_costs(self.scratch, self.groups)
         return self._scores, self._costs
 
     def __call__(self, fraction, table=None):
@@ -926,15 +969,11 @@ class _StageChoice:
             )
             return PruningChoice([], self.groups, removals)
         pruner = self.pruner
-        latency = None if table is None else LatencyModel(table)
 
-        def cost_ratio(model, depth):
-            if latency is not None:
-                saved = sum(latency.depth_saving(c.name) for c in depth)
-                return 1.0 - saved / latency.base
-            if self._base_cost is None:
-                self._base_cost = pruner._cost(self.scratch, self.run)
-            return pruner._cost(copy_module(model), self.run) / self._base_cost
+        if table is not None:
+            cost_ratio = latency_cost_ratio(table)
+        else:
+            cost_ratio = self._exact_cost_ratio
 
         def width_choice(model, fraction, depth):
             if not depth:
@@ -946,11 +985,8 @@ class _StageChoice:
                     scores = pruner.scorer.score(
                         model, groups, self.batches, brain_loss_fn(pruner.brain)
                     )
-                costs = group_costs(copy_module(model), groups, self.run)
-            sub = table
-            if latency is not None and depth:
-                saved = sum(latency.depth_saving(c.name) for c in depth)
-                sub = dict(table, base_seconds=latency.base - saved, depth={})
+                costs = self._unit_costs(copy_module(model), groups)
+            sub = None if table is None else table_without(table, depth)
             removals = self._width(model, groups, fraction, sub, scores, costs)
             return groups, removals
 

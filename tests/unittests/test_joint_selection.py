@@ -143,3 +143,41 @@ def test_depth_option_is_checked():
     assert Pruner("magnitude", target=0.3).uses_depth is False
     lat = Pruner("magnitude", target=0.3, selection={"target_type": "latency"})
     assert lat.uses_depth is True
+
+
+def test_selector_and_schedule_as_yaml_objects():
+    """``selection: !new:...Selector`` and ``schedule: !new:...Schedule``
+    build the same pruner as the dict and keys."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    objects = load_hyperpyyaml(
+        """
+pruner: !new:speechbrain_prune.Pruner
+    scorer: magnitude
+    schedule: !new:speechbrain_prune.PruningSchedule
+        target: 0.4
+        start_epoch: 3
+        n_stages: 2
+    selection: !new:speechbrain_prune.selection.Selector
+        target_type: params
+        round_to: 4
+        protect: ["model.CNN.*"]
+"""
+    )["pruner"]
+    keys = Pruner(
+        "magnitude",
+        target=0.4,
+        start_epoch=3,
+        n_stages=2,
+        selection={
+            "target_type": "params",
+            "round_to": 4,
+            "protect": ["model.CNN.*"],
+        },
+    )
+    assert objects.schedule.stages == keys.schedule.stages
+    assert objects.measure == keys.measure == "params"
+    a, b = objects._selector(0.2).options(), keys._selector(0.2).options()
+    assert a == b
+    with pytest.raises(ValueError, match="either `schedule` or `target`"):
+        Pruner("magnitude", target=0.3, schedule=objects.schedule)
