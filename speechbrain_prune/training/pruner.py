@@ -55,6 +55,7 @@ from speechbrain_prune.selection.joint import (
     ordered_depth,
     table_without,
 )
+from speechbrain_prune.training.hook import InstanceHook
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
     dense_architecture,
@@ -212,6 +213,7 @@ class Pruner:
         self._dense = None
         self._latency = None
         self._validated = False
+        self._hook = None
         watch(self)  # a pruner that never reaches its Brain: loud error
 
     # Attaching to a Brain ---------------------------------------------------
@@ -235,33 +237,56 @@ class Pruner:
         checkpointer = checkpointer or brain.checkpointer
         if checkpointer is not None:
             put_first(checkpointer, "pruner", self)
-        original = brain._fit_train
+        from speechbrain_prune.training.brain import PruningBrain
 
-        def _fit_train(train_set, epoch, enable):
-            self.on_epoch_start(train_set, epoch)
-            result = original(train_set, epoch, enable)
-            if self._pending_rng is not None:
-                # Resumed from a checkpoint taken after the epoch's last
-                # batch: no batch restored the random state; restore it
-                # before validation draws from it.
-                _set_rng(self._pending_rng)
-                self._pending_rng = None
-            return result
+        if not isinstance(brain, PruningBrain):
+            # SpeechBrain's own train.py: the one hook on the instance.
+            self._hook = InstanceHook(brain, self)
 
-        brain._fit_train = _fit_train
+    def detach(self):
+        """Disconnects from the Brain: its own methods come back, the
+        checkpointer forgets the pruner. Stages done stay done (the model
+        keeps its pruned shapes); attach again to go on.
 
-        fit_batch = brain.fit_batch
+        Example
+        -------
+        >>> import torch, speechbrain as sb
+        >>> brain = sb.Brain({"lin": torch.nn.Linear(2, 2)})
+        >>> pruner = Pruner("magnitude", target=0.3)
+        >>> pruner.attach(brain)
+        >>> "_fit_train" in vars(brain)
+        True
+        >>> pruner.detach()
+        >>> "_fit_train" in vars(brain), pruner.brain
+        (False, None)
+        """
+        if self.brain is None:
+            return
+        if self._hook is not None:
+            self._hook.detach()
+            self._hook = None
+        checkpointer = getattr(self.brain, "checkpointer", None)
+        if checkpointer is not None:
+            if checkpointer.recoverables.get("pruner") is self:
+                del checkpointer.recoverables["pruner"]
+                checkpointer.optional_recoverables.pop("pruner", None)
+        self.brain = None
 
-        def fit_batch_after_restore(batch):
-            # After an intra-epoch recovery the random state is restored
-            # here, at the step where the interrupted run went on: the
-            # training loader has drawn a seed from it in between.
-            if self._pending_rng is not None:
-                _set_rng(self._pending_rng)
-                self._pending_rng = None
-            return fit_batch(batch)
+    def on_epoch_end(self):
+        """After an epoch's training: a random state still pending (the
+        run resumed from a checkpoint taken after the epoch's last batch,
+        so no batch restored it) is restored before validation draws."""
+        if self._pending_rng is not None:
+            _set_rng(self._pending_rng)
+            self._pending_rng = None
 
-        brain.fit_batch = fit_batch_after_restore
+    def on_batch_start(self):
+        """Before a training step: after an intra-epoch recovery the random
+        state is restored here, at the step where the interrupted run went
+        on (the training loader has drawn a seed from it in between)."""
+        if self._pending_rng is not None:
+            _set_rng(self._pending_rng)
+            self._pending_rng = None
 
     def _check_selection_keys(self):
         """Builds a Selector once now, so bad options fail at YAML load."""
