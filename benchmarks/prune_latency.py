@@ -1,38 +1,41 @@
-"""Latency of randomly pruned CRDNNs: does a MAC cut become a speed-up?
+"""CRDNNs pruned to a latency target: is the target met on the device?
 
-For each model preset, the script builds the unpruned model and four
-variants of it:
+For each model preset (``speechbrain_prune/hparams``) and each condition
+(device, threads, batch size, dtype, input length), the script asks the
+library for models that run at 70 % and 50 % of the unpruned latency and
+times them side by side with the unpruned model:
 
-- ``width x0.70`` / ``width x0.50``: the same random fraction ``f`` of
-  every prunable dependency group removed (seeded), ``f`` found by
-  bisection so that the MACs are 70 % / 50 % of the original (within 1 %);
-- ``3 RNN layers`` / ``2 RNN layers``: the last RNN layers removed (the
-  first one cannot be: its input width differs from its output width).
+1. groups from ``discover_groups``; seeded random channel scores
+   (``RandomScorer``): latency depends on the shapes left, not on which
+   channels were chosen;
+2. a latency table of the unpruned model measured on the device under
+   test (``build_latency_table``: each group alone narrowed, each RNN
+   layer / DNN block alone removed);
+3. per target, two selections, each checked end to end and corrected by
+   the library's ``LatencyStage.choose`` (the logic of a latency-targeted
+   training stage):
 
-MACs are counted on a short input (``--count-frames``) while bisecting, as
-they are linear in time; the reported MACs are counted again at the timed
-length and the two ratios are checked against each other. Latency is one
-forward pass (model and output head) of ``--frames`` frames in eval mode
-under ``torch.no_grad``: warm-up rounds, then rounds in which every
-variant runs once, the order alternating between rounds (A B C .. C B A),
-so that drift hits all of them alike. The latency ratio is the median over
-rounds of ``variant / unpruned`` measured in the same round; the ratio of
-the fastest runs is kept too (robust on a machine shared with other
-work). ``--breakdown`` adds a pass that splits the time into CNN, RNN and
-the rest. On the GPU, a setting that runs out of memory, or whose tensors
-exceed 2^31 elements, is retried with half the frames (the ``note``
-column says so).
+   - ``width``: channels only (``Selector(target_type="latency")``);
+   - ``depth``: whole RNN layers and DNN blocks allowed
+     (``selection.joint.choose_depth_and_width``: each prefix of the
+     ranked layers completed by the channel selection; the mix that
+     changes the output least on a fixed random input wins, a data-free
+     stand-in for the training loss a recipe compares mixes by);
+4. the chosen model timed again side by side with the unpruned one
+   (``latency_ratio``, median of alternating rounds): the ``measured``
+   column, free of the stop-when-good-enough bias of step 3's check.
 
-Outputs (``--out``, file names ``prune_latency_<tag>``): ``.md`` (the
-table, also printed), ``.csv`` and ``.png`` (latency ratio against MAC
-ratio, one panel per model); ``--replot CSV`` redraws the last two.
+Outputs (``--out``, ``prune_latency_<tag>``): ``.md`` (the table, also
+printed), ``.csv``, and ``.png`` (measured against requested ratio, one
+panel per model), rewritten after every row so an interrupted run keeps
+what it measured; ``--replot CSV [CSV ...]`` merges and redraws.
 BENCHMARKS.md at the repository root has the results and their reading.
 
 Example
 -------
-``python benchmarks/prune_latency.py --device cpu --repeats 9``
-``python benchmarks/prune_latency.py --device cuda --batch-sizes 16 512``
 ``python benchmarks/prune_latency.py --quick`` (tiny models, seconds)
+``python benchmarks/prune_latency.py --device cpu --threads 2``
+``python benchmarks/prune_latency.py --device cuda --batch-sizes 16 1``
 
 Authors
  * speechbrain-prune team 2026
@@ -40,12 +43,11 @@ Authors
 
 import argparse
 import contextlib
-import copy
 import csv
-import gc
+import logging
+import math
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -53,58 +55,66 @@ import torch
 
 from speechbrain_prune.cli import load_module
 from speechbrain_prune.costs import count_macs, count_params
+from speechbrain_prune.costs.latency import (
+    LatencyModel,
+    build_latency_table,
+    latency_ratio,
+)
+from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
-from speechbrain_prune.surgery import apply_removals, remove_rnn_layer
+from speechbrain_prune.scorers import RandomScorer
+from speechbrain_prune.selection import SelectionError, Selector
+from speechbrain_prune.selection.joint import (
+    PruningChoice,
+    allowed_depth_candidates,
+    choose_depth_and_width,
+)
+from speechbrain_prune.training.latency_stage import LatencyStage
+from speechbrain_prune.utils import copy_module
 
 MODELS = {
-    "timit_ctc": ("timit_ctc_crdnn", "TIMIT CTC"),
-    "librispeech_enc": ("librispeech_seq2seq_crdnn_encoder", "LibriSpeech enc"),
+    "timit_ctc": ("timit_ctc_crdnn", "TIMIT CTC (LiGRU 4x512 bi)"),
+    "librispeech_enc": (
+        "librispeech_seq2seq_crdnn_encoder",
+        "LibriSpeech enc (LSTM 4x1024 bi)",
+    ),
 }
-
 # Tiny versions of the presets for a smoke test (--quick).
 QUICK_OVERRIDES = {
     "n_mels": 20,
     "output_neurons": 10,
-    "model": {
-        "cnn_channels": (16, 32),
-        "rnn_neurons": 64,
-        "dnn_neurons": 64,
-    },
+    "model": {"cnn_channels": (16, 32), "rnn_neurons": 64, "dnn_neurons": 64},
     "output": {"input_size": 64},
 }
-
-MAC_TARGETS = (0.70, 0.50)
-RNN_DEPTHS = (3, 2)
-RNN_NAME = "model.RNN"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+VARIANTS = ("width", "depth")
 FIELDS = [
     "model",
+    "condition",
     "device",
     "batch",
     "dtype",
     "frames",
+    "target",
     "variant",
+    "removed",
     "params",
     "params_ratio",
-    "gmacs_per_utt",
+    "gmacs",
     "mac_ratio",
-    "mac_ratio_count",
-    "fraction",
+    "asked",
+    "check_ratio",
+    "measured_ratio",
     "latency_ms",
-    "latency_ratio",
-    "ratio_of_medians",
-    "ratio_of_mins",
-    "spread_pct",
-    "runs",
-    "cnn_ms",
-    "rnn_ms",
-    "other_ms",
+    "error",
+    "seconds",
     "note",
 ]
+TEXT = {"model", "condition", "device", "dtype", "variant", "removed", "note"}
 
 
 def forward(modules, x):
-    """One forward pass of a recipe's ``model`` and ``output`` modules.
+    """One forward pass of a preset's ``model`` and ``output`` modules.
 
     Example
     -------
@@ -117,19 +127,7 @@ def forward(modules, x):
 
 
 def build_model(name, quick=False):
-    """Builds a preset's ``modules`` (eval mode) and its feature count.
-
-    Arguments
-    ---------
-    name : str
-        A key of ``MODELS`` or a preset name / YAML path.
-    quick : bool
-        Tiny widths (``QUICK_OVERRIDES``) for a smoke test.
-
-    Returns
-    -------
-    modules : torch.nn.ModuleDict
-    n_mels : int
+    """A preset's ``modules`` (eval mode, CPU) and its feature count.
 
     Example
     -------
@@ -144,586 +142,365 @@ def build_model(name, quick=False):
     return modules.eval(), hparams["n_mels"]
 
 
-def random_orders(groups, seed):
-    """A seeded random order of the channels of every prunable group.
+def runner(x, dtype):
+    """``run(root)``: the timed forward on ``x``, autocast for bf16."""
+    device_type = x.device.type
 
-    Removing the first ``n`` of an order gives nested removal sets, so the
-    MACs fall monotonically with the fraction removed.
+    def run(root):
+        autocast = (
+            torch.autocast(device_type, dtype=torch.bfloat16)
+            if dtype == "bf16"
+            else contextlib.nullcontext()
+        )
+        with torch.no_grad(), autocast:
+            return forward(root, x)
 
-    Example
-    -------
-    >>> import speechbrain as sb
-    >>> net = sb.nnet.containers.Sequential(
-    ...     sb.nnet.linear.Linear(n_neurons=6, input_size=3),
-    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=6))
-    >>> groups = discover_groups(net, torch.rand(1, 4, 3))
-    >>> sorted(random_orders(groups, 0)["0"].tolist())
-    [0, 1, 2, 3, 4, 5]
-    """
-    gen = torch.Generator().manual_seed(seed)
-    return {
-        g.id: torch.randperm(g.size, generator=gen) for g in groups.prunable()
-    }
+    return run
 
 
-def removals_for(groups, orders, fraction):
-    """The first ``round(fraction * size)`` channels of every order.
+def output_change(dense, x):
+    """``loss_of(model)``: mean squared change of the output on ``x``
+    relative to the unpruned model's output variance (data-free)."""
+    with torch.no_grad():
+        ref = forward(dense.eval(), x).float()
+    scale = float(ref.var()) or 1.0
 
-    Each group keeps at least its ``min_size`` channels.
+    def loss_of(model):
+        with torch.no_grad():
+            out = forward(model.eval(), x).float()
+        return float((out - ref).pow(2).mean()) / scale
 
-    Example
-    -------
-    >>> import speechbrain as sb
-    >>> net = sb.nnet.containers.Sequential(
-    ...     sb.nnet.linear.Linear(n_neurons=6, input_size=3),
-    ...     sb.nnet.linear.Linear(n_neurons=2, input_size=6))
-    >>> groups = discover_groups(net, torch.rand(1, 4, 3))
-    >>> len(removals_for(groups, random_orders(groups, 0), 0.5)["0"])
-    3
-    """
-    out = {}
-    for group in groups.prunable():
-        n = min(group.size - group.min_size, int(round(fraction * group.size)))
-        out[group.id] = orders[group.id][:n].sort()[0]
-    return out
+    return loss_of
 
 
-def prune_width(modules, groups, fraction, seed=0):
-    """A pruned copy of ``modules``: ``fraction`` of every group removed.
-
-    Example
-    -------
-    >>> m, n = build_model("timit_ctc", quick=True)
-    >>> x = torch.rand(1, 40, n)
-    >>> groups = discover_groups(m, lambda mm: forward(mm, x))
-    >>> p = prune_width(m, groups, 0.5)
-    >>> p["model"].RNN.hidden_size, m["model"].RNN.hidden_size
-    (32, 64)
-    """
-    clone = copy.deepcopy(modules)
-    g = copy.deepcopy(groups)
-    apply_removals(clone, g, removals_for(g, random_orders(g, seed), fraction))
-    return clone
-
-
-def prune_to_mac_ratio(
-    modules, target, n_feats, frames, seed=0, tol=0.01, steps=30
-):
-    """Random width pruning whose MACs are ``target`` x the original.
-
-    One fraction ``f`` for all prunable groups, found by bisection; MACs
-    are counted on a random input of ``frames`` frames.
+class Selections:
+    """The two selections of a condition: ``select(fraction, table)``
+    returning a :class:`PruningChoice`, as ``LatencyStage.choose`` wants.
 
     Arguments
     ---------
-    modules : torch.nn.ModuleDict
-        ``model`` and ``output`` of a recipe (left unchanged).
-    target : float
-        Wanted ratio of pruned to original MACs.
-    n_feats : int
-        Features per frame of the input.
-    frames : int
-        Frames of the input MACs are counted on.
-    seed : int
-        Seed of the random channel orders.
-    tol : float
-        Accepted relative error of the ratio (0.01: within 1 %).
-    steps : int
-        Most bisection steps.
+    root : torch.nn.Module
+        The unpruned model (CPU).
+    groups : GroupSet
+        Its groups.
+    probe : torch.Tensor
+        A short CPU input, for tracing pruned copies and the loss stand-in.
+    args : argparse.Namespace
+        ``round_to``, ``min_keep_fraction`` and ``seed``.
+    """
 
-    Returns
-    -------
-    pruned : torch.nn.ModuleDict
-    fraction : float
-    ratio : float
-        Achieved MAC ratio on ``frames`` frames.
+    def __init__(self, root, groups, probe, args):
+        self.root = root
+        self.groups = groups
+        self.probe = probe
+        self.args = args
+        self.loss_of = output_change(root, probe)
+        self.report = []
+
+    def selector(self, fraction, table, protect=()):
+        return Selector(
+            protect=list(protect),
+            target=fraction,
+            target_type="latency",
+            latency_table=table,
+            round_to=self.args.round_to,
+            min_keep_fraction=self.args.min_keep_fraction,
+            seed=self.args.seed,
+        )
+
+    def _width(self, model, groups, fraction, table):
+        scores = RandomScorer(seed=self.args.seed).score(
+            model, groups, None, None
+        )
+        # Groups the table does not know (renamed by a depth removal) stay.
+        unknown = [
+            g.id for g in groups.prunable() if g.id not in table["groups"]
+        ]
+        selector = self.selector(fraction, table, unknown)
+        return selector.select(model, groups, scores)
+
+    def width(self, fraction, table):
+        """Channels only."""
+        removals = self._width(self.root, self.groups, fraction, table)
+        return PruningChoice([], self.groups, removals)
+
+    def depth(self, fraction, table):
+        """Layers and blocks ranked with channels (the joint selection)."""
+        latency = LatencyModel(table)
+
+        def saved(depth):
+            return sum(latency.depth_saving(c.name) for c in depth)
+
+        def cost_ratio(model, depth):
+            return 1.0 - saved(depth) / latency.base
+
+        def width_choice(model, fraction, depth):
+            if not depth:
+                groups = self.groups
+            else:
+                groups = discover_groups(
+                    model, lambda m: forward(m, self.probe)
+                )
+            sub = table
+            if depth:  # the table's curves around the shallower model
+                base = latency.base - saved(depth)
+                sub = dict(table, base_seconds=base, depth={})
+            return groups, self._width(model, groups, fraction, sub)
+
+        choice, rows = choose_depth_and_width(
+            copy_module(self.root),
+            allowed_depth_candidates(self.root),
+            1.0 - fraction,
+            cost_ratio,
+            width_choice,
+            self.loss_of,
+        )
+        self.report[:] = rows
+        return choice
+
+    def width_limit(self, table):
+        """The largest latency fraction channels alone may remove (the
+        table's estimate)."""
+        try:
+            return self.selector(1e-6, table).check(self.root, self.groups)
+        except SelectionError:
+            return 0.0
+
+
+def describe_choice(choice):
+    """Removed layers and kept widths of the groups that lost channels.
 
     Example
     -------
-    >>> m, n = build_model("librispeech_enc", quick=True)
-    >>> _, f, r = prune_to_mac_ratio(m, 0.5, n, frames=40)
-    >>> abs(r / 0.5 - 1) <= 0.02
-    True
+    >>> describe_choice(PruningChoice())
+    'nothing'
     """
-    x = torch.rand(1, frames, n_feats)
-
-    def run(m):
-        return forward(m, x)
-
-    base = count_macs(modules, run=run)
-    groups = discover_groups(modules, run)
-    lo, hi = 0.0, 1.0
-    best = (float("inf"), None, None, None)
-    for _ in range(steps):
-        f = (lo + hi) / 2
-        pruned = prune_width(modules, groups, f, seed)
-        ratio = count_macs(pruned, run=run) / base
-        err = abs(ratio / target - 1)
-        if err < best[0]:
-            best = (err, pruned, f, ratio)
-        if err <= tol / 4:
-            break
-        if ratio > target:
-            lo = f
-        else:
-            hi = f
-    err, pruned, f, ratio = best
-    if err > tol:
-        print(
-            f"warning: MAC ratio {ratio:.4f} misses {target} by more than "
-            f"{tol:.0%} (channel granularity)",
-            file=sys.stderr,
-        )
-    return pruned, f, ratio
+    parts = [c.name.replace("model.", "") for c in choice.depth]
+    for gid, removed in sorted(choice.removals.items()):
+        size = choice.groups[gid].size
+        name = gid.replace("model.", "").replace("block_", "b")
+        parts.append(f"{name} {size - len(removed)}/{size}")
+    return ", ".join(parts) or "nothing"
 
 
-def prune_depth(modules, n_layers):
-    """A copy of ``modules`` whose RNN keeps its first ``n_layers`` layers.
+def mix_summary(report):
+    """The joint selection's mixes, the chosen one starred.
 
     Example
     -------
-    >>> m, _ = build_model("librispeech_enc", quick=True)
-    >>> prune_depth(m, 2)["model"].RNN.rnn.num_layers
-    2
+    >>> mix_summary([{"depth": [], "loss": 0.5, "chosen": False},
+    ...              {"depth": ["RNN:3"], "loss": 0.2, "chosen": True}])
+    '[-] loss 0.5; *[RNN:3] loss 0.2'
     """
-    clone = copy.deepcopy(modules)
-    layers = _rnn_layers(clone)
-    for layer in range(layers - 1, n_layers - 1, -1):
-        remove_rnn_layer(clone, RNN_NAME, layer)
-    return clone
+    parts = []
+    for r in report:
+        loss = "infeasible" if r["loss"] is None else f"loss {r['loss']:.3g}"
+        star = "*" if r.get("chosen") else ""
+        parts.append(f"{star}[{', '.join(r['depth']) or '-'}] {loss}")
+    return "; ".join(parts).replace("model.", "")
 
 
-def _rnn_layers(modules):
-    rnn = modules.get_submodule(RNN_NAME)
-    inner = rnn.rnn
-    if isinstance(inner, torch.nn.RNNBase):
-        return inner.num_layers
-    return len(inner)
+def counts(model, x_count, scale):
+    """Parameters and GMACs per utterance (counted on ``x_count``)."""
+    macs = count_macs(model, run=lambda m: forward(m, x_count))
+    return count_params(model), macs * scale / 1e9
 
 
-def make_variants(modules, n_feats, count_frames, seed=0):
-    """The unpruned model and its pruned variants, with their MAC ratios.
-
-    Returns
-    -------
-    list of dict
-        ``name``, ``modules``, ``fraction`` and ``mac_ratio_count`` (MAC
-        ratio on ``count_frames`` frames; 1.0 for the original).
-    """
-    out = [
-        dict(
-            name="unpruned", modules=modules, fraction=0.0, mac_ratio_count=1.0
-        )
-    ]
-    for target in MAC_TARGETS:
-        t0 = time.perf_counter()
-        pruned, f, ratio = prune_to_mac_ratio(
-            modules, target, n_feats, count_frames, seed=seed
-        )
-        print(
-            f"  width x{target:.2f}: f={f:.4f}, MAC ratio {ratio:.4f} "
-            f"({time.perf_counter() - t0:.1f} s)",
-            flush=True,
-        )
-        out.append(
-            dict(
-                name=f"width x{target:.2f}",
-                modules=pruned,
-                fraction=f,
-                mac_ratio_count=ratio,
-            )
-        )
-    x = torch.rand(1, count_frames, n_feats)
-    base = count_macs(modules, run=lambda m: forward(m, x))
-    for depth in RNN_DEPTHS:
-        pruned = prune_depth(modules, depth)
-        ratio = count_macs(pruned, run=lambda m: forward(m, x)) / base
-        out.append(
-            dict(
-                name=f"{depth} RNN layers",
-                modules=pruned,
-                fraction=float("nan"),
-                mac_ratio_count=ratio,
-            )
-        )
-    return out
+def condition_name(device, threads, batch, dtype):
+    if device.type == "cpu":
+        return f"cpu {threads} thr, B={batch}, {dtype}"
+    return f"cuda, B={batch}, {dtype}"
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _autocast(device, dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def time_components(modules, x, dtype, runs=3):
-    """Median milliseconds spent in the CNN, the RNN and the rest.
-
-    Timed with hooks that synchronise the device around ``model.CNN`` and
-    ``model.RNN`` (a separate pass: the synchronisation costs a little).
-
-    Example
-    -------
-    >>> m, n = build_model("timit_ctc", quick=True)
-    >>> ms = time_components(m, torch.rand(1, 40, n), torch.float32, runs=1)
-    >>> sorted(ms)
-    ['cnn_ms', 'other_ms', 'rnn_ms']
-    """
-    device = x.device
-    parts = {
-        "cnn_ms": modules["model"].CNN,
-        "rnn_ms": modules["model"].RNN,
-    }
-    spent = {k: [] for k in parts}
-    total = []
-    start = {}
-    handles = []
-    for key, module in parts.items():
-
-        def pre(m, args, key=key):
-            _sync(device)
-            start[key] = time.perf_counter()
-
-        def post(m, args, out, key=key):
-            _sync(device)
-            spent[key].append(time.perf_counter() - start[key])
-
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-    try:
-        with torch.no_grad(), _autocast(device, dtype):
-            for _ in range(runs):
-                _sync(device)
-                t0 = time.perf_counter()
-                forward(modules, x)
-                _sync(device)
-                total.append(time.perf_counter() - t0)
-    finally:
-        for h in handles:
-            h.remove()
-    out = {k: 1000 * statistics.median(v) for k, v in spent.items()}
-    out["other_ms"] = 1000 * statistics.median(total) - sum(out.values())
-    return out
-
-
-def time_variants(variants, x, dtype, warmup, repeats, max_seconds):
-    """Interleaved latency of every variant on the same input.
-
-    Arguments
-    ---------
-    variants : list of dict
-        Each with ``modules`` already on ``x.device``; the first is the
-        reference for the ratios.
-    x : torch.Tensor
-        The input ``(batch, frames, features)``.
-    dtype : torch.dtype
-        ``torch.float32``, or another one for ``torch.autocast``.
-    warmup : int
-        Rounds run before timing.
-    repeats : int
-        Most timed rounds.
-    max_seconds : float or None
-        Fewer rounds (at least 3) when ``repeats`` would last longer.
-
-    Returns
-    -------
-    list of list of float
-        Seconds of each round, per variant.
-    """
-    device = x.device
-    times = [[] for _ in variants]
-    with torch.no_grad(), _autocast(device, dtype):
-        round_s = 0.0
-        for _ in range(warmup):
-            t0 = time.perf_counter()
-            for v in variants:
-                forward(v["modules"], x)
-            _sync(device)
-            round_s = time.perf_counter() - t0
-        rounds = repeats
-        if max_seconds and round_s > 0:
-            rounds = max(3, min(repeats, int(max_seconds / round_s)))
-        for r in range(rounds):
-            order = list(range(len(variants)))
-            if r % 2:
-                order.reverse()
-            for i in order:
-                _sync(device)
-                t0 = time.perf_counter()
-                forward(variants[i]["modules"], x)
-                _sync(device)
-                times[i].append(time.perf_counter() - t0)
-    return times
-
-
-def summarise(times):
-    """Median latency, paired ratio to the first variant, spread.
-
-    ``latency_ratio`` is the median over rounds of the ratio measured in
-    the same round; ``ratio_of_mins`` (fastest run over fastest run) is
-    the more robust one on a machine shared with other work, whose
-    interference only ever adds time.
-
-    Example
-    -------
-    >>> rows = summarise([[1.0, 1.2, 1.1], [0.5, 0.6, 0.5]])
-    >>> [round(r["latency_ratio"], 3) for r in rows]
-    [1.0, 0.5]
-    """
-    ref = times[0]
-    out = []
-    for t in times:
-        q = statistics.quantiles(t, n=4) if len(t) > 1 else [t[0]] * 3
-        out.append(
-            dict(
-                latency_ms=1000 * statistics.median(t),
-                latency_ratio=statistics.median(a / b for a, b in zip(t, ref)),
-                ratio_of_medians=statistics.median(t) / statistics.median(ref),
-                ratio_of_mins=min(t) / min(ref),
-                spread_pct=100 * (q[2] - q[0]) / statistics.median(t),
-                runs=len(t),
-            )
-        )
-    return out
-
-
-# Errors after which the input is halved in time and tried again.
-_TOO_BIG = {"OOM": "OOM", "32-bit": "tensor over 2^31 elements"}
-
-
-def _is_oom(err):
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        "out of memory" in str(err).lower()
+def bench_condition(name, device, batch, dtype, args, emit, deadline):
+    """All rows of one model under one condition (``emit`` each row)."""
+    root, n_mels = build_model(name, args.quick)
+    label = MODELS.get(name, (name, name))[1]
+    probe = torch.rand(1, args.probe_frames, n_mels)
+    groups = discover_groups(root, lambda m: forward(m, probe))
+    count_frames = min(args.count_frames, args.frames)
+    x_count = torch.rand(1, count_frames, n_mels)
+    scale = args.frames / count_frames
+    setup = LatencySetup(
+        device=str(device),
+        threads=args.threads if device.type == "cpu" else None,
+        batch_size=batch,
+        seconds=args.frames / 100,
+        dtype=DTYPES[dtype],
+        repeats=args.repeats,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        fractions=args.fractions,
     )
-
-
-def _error_kind(err):
-    if _is_oom(err):
-        return "OOM"
-    if "32-bit index" in str(err):
-        # e.g. a conv output of 512 x 1000 frames x 40 x 128 > 2^31 elements
-        return "32-bit"
-    return str(err).splitlines()[0][:80]
-
-
-def _describe_rnn(modules):
-    rnn = modules.get_submodule(RNN_NAME)
-    inner = rnn.rnn if isinstance(rnn.rnn, torch.nn.RNNBase) else rnn
-    bi = " bi" if getattr(inner, "bidirectional", False) else ""
-    width = inner.hidden_size
-    return f"{type(rnn).__name__} {_rnn_layers(modules)}x{width}{bi}"
-
-
-def _flatten(modules):
-    for m in modules.modules():
-        if isinstance(m, torch.nn.RNNBase):
-            m.flatten_parameters()
-
-
-def _measure(variants, shape, device, dtype_name, args):
-    """``(summaries, None)`` or ``(None, error)``.
-
-    ``error`` is "OOM", "32-bit" (a tensor too large for 32-bit indexing)
-    or the first line of the error message.
-
-    The error is returned as text so that no traceback keeps the input or
-    activations alive while the memory is released.
-    """
-    error = None
-    try:
-        x = torch.rand(*shape, device=device)
-        times = time_variants(
-            variants,
-            x,
-            DTYPES[dtype_name],
-            args.warmup,
-            args.repeats,
-            args.max_seconds,
+    run = runner(torch.rand(batch, args.frames, n_mels, device=device), dtype)
+    base = {
+        "model": label,
+        "condition": condition_name(device, args.threads, batch, dtype),
+        "device": setup.describe()
+        if device.type == "cpu"
+        else torch.cuda.get_device_name(device),
+        "batch": batch,
+        "dtype": dtype,
+        "frames": args.frames,
+    }
+    params0, gmacs0 = counts(root, x_count, scale)
+    dense = copy_module(root).to(device)
+    start = time.perf_counter()
+    with setup.timing():
+        table = build_latency_table(
+            dense,
+            groups,
+            run,
+            fractions=setup.fractions,
+            repeats=setup.repeats,
+            warmup=setup.warmup,
+            depth=True,
+            rounds=setup.rounds,
+            progress=args.progress,
         )
-        stats = summarise(times)
-        if args.breakdown:
-            for v, st in zip(variants, stats):
-                st.update(
-                    time_components(
-                        v["modules"], x, DTYPES[dtype_name], args.breakdown
-                    )
+    base_ms = 1000 * table["base_seconds"]
+    emit(
+        dict(
+            base,
+            target=1.0,
+            variant="unpruned",
+            removed="nothing",
+            params=params0,
+            params_ratio=1.0,
+            gmacs=gmacs0,
+            mac_ratio=1.0,
+            measured_ratio=1.0,
+            latency_ms=base_ms,
+            seconds=time.perf_counter() - start,
+            note=f"latency table: {len(table['groups'])} groups, "
+            f"{len(table['depth'])} depth entries",
+        )
+    )
+    selections = Selections(root, groups, probe, args)
+    stage = LatencyStage(setup, root, tolerance=args.tolerance, tries=3)
+    index = 0
+    for target in args.targets:
+        for variant in VARIANTS:
+            row = dict(base, target=target, variant=variant)
+            if time.monotonic() > deadline:
+                emit(dict(row, note="skipped: --deadline-s reached"))
+                continue
+            start = time.perf_counter()
+            # The unpruned model is the current one: its ratio is 1.
+            stage.memory[index] = {"current_ratio": 1.0, "table": table}
+            select = getattr(selections, variant)
+            try:
+                choice, cache = stage.choose(
+                    index, root, groups, run, select, 1.0 - target
                 )
-        return stats, None
-    except RuntimeError as err:
-        error = _error_kind(err)
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return None, error
-
-
-def bench_model(name, args, device, save=None):
-    """All rows of one model: every batch size and dtype on ``device``.
-
-    ``save(new_rows)`` is called after each setting, so that a run cut
-    short keeps what it measured.
-    """
-    modules, n_feats = build_model(name, quick=args.quick)
-    label = f"{MODELS.get(name, (name, name))[1]} ({_describe_rnn(modules)})"
-    print(f"== {label}", flush=True)
-    variants = make_variants(modules, n_feats, args.count_frames, args.seed)
-    base_params = count_params(modules)
-    mac_cache = {}
-
-    def macs_at(frames):
-        if frames not in mac_cache:
-            x = torch.rand(1, frames, n_feats, device=device)
-            mac_cache[frames] = [
-                count_macs(v["modules"], run=lambda m: forward(m, x))
-                for v in variants
-            ]
-            ratios = [m / mac_cache[frames][0] for m in mac_cache[frames]]
-            for v, r in zip(variants, ratios):
-                # MACs are linear in time: the ratio cannot depend on it.
-                if abs(r - v["mac_ratio_count"]) > 1e-3:
-                    print(
-                        f"warning: {v['name']}: MAC ratio {r:.4f} at "
-                        f"{frames} frames, {v['mac_ratio_count']:.4f} at "
-                        f"{args.count_frames}",
-                        file=sys.stderr,
-                    )
-        return mac_cache[frames]
-
-    for v in variants:
-        v["modules"].to(device).eval()
-        _flatten(v["modules"])
-    rows = []
-    for batch in args.batch_sizes:
-        for dtype_name in args.dtypes:
-            frames = args.frames
-            note = ""
-            while True:
-                stats, error = _measure(
-                    variants, (batch, frames, n_feats), device, dtype_name, args
-                )
-                if error in _TOO_BIG and frames // 2 >= args.min_frames:
-                    note += f"{_TOO_BIG[error]} at {frames} frames; "
-                    frames //= 2
+            except Exception as err:  # noqa: BLE001 (the row says why)
+                if not isinstance(err, SelectionError):
+                    logging.exception("selection failed")
+                    emit(dict(row, note=f"error: {err!r}"[:300]))
+                    index += 1
                     continue
-                note += _TOO_BIG.get(error, error) if error else ""
-                break
-            macs = macs_at(frames)
-            for i, v in enumerate(variants):
-                row = dict(
-                    model=label,
-                    device=device.type,
-                    batch=batch,
-                    dtype=dtype_name,
-                    frames=frames,
-                    variant=v["name"],
-                    params=count_params(v["modules"]),
-                    params_ratio=count_params(v["modules"]) / base_params,
-                    gmacs_per_utt=macs[i] / 1e9,
-                    mac_ratio=macs[i] / macs[0],
-                    mac_ratio_count=v["mac_ratio_count"],
-                    fraction=v["fraction"],
-                    note=note.strip("; "),
-                )
-                if stats is None:
-                    row.update(
-                        latency_ms=float("nan"),
-                        latency_ratio=float("nan"),
-                        ratio_of_medians=float("nan"),
-                        ratio_of_mins=float("nan"),
-                        cnn_ms=float("nan"),
-                        rnn_ms=float("nan"),
-                        other_ms=float("nan"),
-                        spread_pct=float("nan"),
-                        runs=0,
+                note = f"unreachable: {err}"
+                if variant == "width":
+                    limit = selections.width_limit(table)
+                    note = (
+                        f"unreachable: channels alone remove at most "
+                        f"{limit:.0%} of the latency (table estimate)"
                     )
-                else:
-                    row.update(cnn_ms=float("nan"), rnn_ms=float("nan"))
-                    row.update(other_ms=float("nan"))
-                    row.update(stats[i])
-                rows.append(row)
-            if save is not None:
-                save(rows[-len(variants) :])
-            line = ", ".join(
-                f"{r['variant']} x{r['latency_ratio']:.2f}"
-                for r in rows[-len(variants) :]
+                emit(dict(row, note=note[:300]))
+                index += 1
+                continue
+            index += 1
+            model = copy_module(root)
+            choice.apply(model)
+            params, gmacs = counts(model, x_count, scale)
+            with setup.timing():
+                measured = latency_ratio(
+                    dense,
+                    model.to(device),
+                    run,
+                    setup.repeats,
+                    setup.warmup,
+                    args.final_rounds,
+                )
+            mixes = ""
+            if variant == "depth":
+                mixes = mix_summary(selections.report)
+            emit(
+                dict(
+                    row,
+                    removed=describe_choice(choice),
+                    params=params,
+                    params_ratio=params / params0,
+                    gmacs=gmacs,
+                    mac_ratio=gmacs / gmacs0,
+                    asked=1.0 - min(cache["fraction"], 0.999),
+                    check_ratio=cache["measured_ratio"],
+                    measured_ratio=measured,
+                    latency_ms=measured * base_ms,
+                    error=measured - target,
+                    seconds=time.perf_counter() - start,
+                    note=mixes,
+                )
             )
-            print(
-                f"  B={batch} {dtype_name} {frames} fr: {line} {note}",
-                flush=True,
-            )
-    variants.clear()
+            del model
+    del dense
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return rows
+
+
+# Output ---------------------------------------------------------------------
+def _fmt(value, spec):
+    if (
+        value is None
+        or value == ""
+        or (isinstance(value, float) and math.isnan(value))
+    ):
+        return "-"
+    return format(value, spec)
 
 
 def format_table(rows):
-    """The rows as a Markdown table.
-
-    Example
-    -------
-    >>> print(format_table([]).splitlines()[0])
-    | model | device | B | dtype | frames | variant | params (M) | ...
-    """
+    """The Markdown table of the rows."""
     head = (
-        "| model | device | B | dtype | frames | variant | params (M) "
-        "| params ratio | GMAC/utt | MAC ratio | latency (ms) "
-        "| latency ratio | min ratio | IQR % | runs "
-        "| CNN / RNN / other ms | note |"
+        "| model | condition | target | variant | params | GMACs | MACs | "
+        "asked | check | **measured** | ms | removed / kept |"
     )
-    lines = [head, "|" + "---|" * 17]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
+        measured = _fmt(r.get("measured_ratio"), ".3f")
+        if r["variant"] != "unpruned" and measured != "-":
+            measured = f"**x{measured}**"
+        removed = r.get("removed") or ""
+        note = r.get("note") or ""
+        if note and (r["variant"] != "depth" or measured == "-"):
+            removed = f"{removed} ({note})" if removed else note
         lines.append(
-            f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} "
-            f"| {r['frames']} | {r['variant']} | {r['params'] / 1e6:.2f} "
-            f"| {r['params_ratio']:.2f} | {r['gmacs_per_utt']:.2f} "
-            f"| {r['mac_ratio']:.3f} | {r['latency_ms']:.1f} "
-            f"| {r['latency_ratio']:.2f} | {r['ratio_of_mins']:.2f} "
-            f"| {r['spread_pct']:.0f} "
-            f"| {r['runs']} | {_parts(r)} | {r['note']} |"
+            "| "
+            + " | ".join(
+                [
+                    r["model"],
+                    r["condition"],
+                    _fmt(r.get("target"), ".2f"),
+                    r["variant"],
+                    _fmt(r.get("params"), ",.0f"),
+                    _fmt(r.get("gmacs"), ".2f"),
+                    _fmt(r.get("mac_ratio"), ".3f"),
+                    _fmt(r.get("asked"), ".3f"),
+                    _fmt(r.get("check_ratio"), ".3f"),
+                    measured,
+                    _fmt(r.get("latency_ms"), ".1f"),
+                    removed.replace("|", "/"),
+                ]
+            )
+            + " |"
         )
     return "\n".join(lines)
-
-
-def _parts(row):
-    ms = [row.get(k, float("nan")) for k in ("cnn_ms", "rnn_ms", "other_ms")]
-    if any(m != m for m in ms):  # NaN: not measured
-        return ""
-    return " / ".join(f"{m:.0f}" if m >= 10 else f"{m:.1f}" for m in ms)
-
-
-def environment(device, load_start=None):
-    """One line describing where the numbers were measured."""
-    parts = [
-        f"torch {torch.__version__}",
-        f"Python {platform.python_version()}",
-    ]
-    if device.type == "cuda":
-        parts.append(torch.cuda.get_device_name(device))
-        parts.append(
-            f"cudnn {torch.backends.cudnn.version()}, TF32 conv "
-            f"{torch.backends.cudnn.allow_tf32}, TF32 matmul "
-            f"{torch.backends.cuda.matmul.allow_tf32}"
-        )
-    else:
-        parts.append(f"{platform.processor() or platform.machine()}")
-        parts.append(f"{os.cpu_count()} cores")
-        parts.append(f"{torch.get_num_threads()} threads")
-        if load_start is not None:
-            parts.append(f"1-min load average {load_start:.1f} at the start")
-        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-        parts.append(f"1/5/15-min load average {load} at the end")
-    return ", ".join(parts)
 
 
 def write_csv(rows, path):
     """Writes the rows with the columns ``FIELDS``."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow(
@@ -734,9 +511,25 @@ def write_csv(rows, path):
             )
 
 
+def read_csv(path):
+    """Rows written by :func:`write_csv`, numbers as numbers."""
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for k, v in raw.items():
+                if k in TEXT:
+                    row[k] = v
+                else:
+                    row[k] = float(v) if v else float("nan")
+            rows.append(row)
+    return rows
+
+
 def plot(rows, path, title):
-    """Latency ratio against MAC ratio: a panel per model, a line per
-    setting (solid: width pruning, dashed: fewer RNN layers)."""
+    """Measured latency ratio per condition, one panel per model: o width
+    only, ^ depth allowed, x on the top edge: unreachable (refused by the
+    selection); dashed lines at the targets, bands of +-0.05."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -744,53 +537,59 @@ def plot(rows, path, title):
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(
-        1, len(models), figsize=(5 * len(models), 4.6), squeeze=False
+        1, len(models), figsize=(5.5 * len(models), 4.4), squeeze=False
     )
+    colors = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
     for ax, model in zip(axes[0], models):
-        settings = list(
-            dict.fromkeys(
-                (r["batch"], r["dtype"], r["frames"])
-                for r in rows
-                if r["model"] == model
-            )
+        mine = [r for r in rows if r["model"] == model]
+        conds = list(dict.fromkeys(r["condition"] for r in mine))
+        targets = sorted(
+            {r["target"] for r in mine if r["variant"] != "unpruned"},
+            reverse=True,
         )
-        for key in settings:
-            sel = [
-                r
-                for r in rows
-                if r["model"] == model
-                and (r["batch"], r["dtype"], r["frames"]) == key
-                and r["runs"]
-            ]
-            if not sel:
-                continue
-            width = [r for r in sel if not r["variant"].endswith("layers")]
-            depth = [sel[0]] + [
-                r for r in sel if r["variant"].endswith("layers")
-            ]
-            (line,) = ax.plot(
-                [r["mac_ratio"] for r in width],
-                [r["latency_ratio"] for r in width],
-                "o-",
-                label=f"B={key[0]} {key[1]}, {key[2]} frames",
-            )
-            ax.plot(
-                [r["mac_ratio"] for r in depth],
-                [r["latency_ratio"] for r in depth],
-                "^--",
-                color=line.get_color(),
-            )
-        ax.plot([0, 1.05], [0, 1.05], color="grey", lw=0.8, ls=":")
-        ax.set_xlim(0.4, 1.03)
-        ax.set_ylim(0.0, 1.25)
-        ax.set_xlabel("MAC ratio (pruned / unpruned)")
-        ax.set_ylabel("latency ratio (pruned / unpruned)")
+        for t, color in zip(targets, colors):
+            ax.axhspan(t - 0.05, t + 0.05, color=color, alpha=0.08)
+            ax.axhline(t, color=color, ls="--", lw=0.8)
+            for variant, marker, shift in (
+                ("width", "o", -0.1),
+                ("depth", "^", 0.1),
+            ):
+                pts = [
+                    (conds.index(r["condition"]) + shift, r["measured_ratio"])
+                    for r in mine
+                    if r["target"] == t
+                    and r["variant"] == variant
+                    and not math.isnan(float(r.get("measured_ratio") or "nan"))
+                ]
+                if pts:
+                    ax.plot(
+                        *zip(*pts),
+                        marker,
+                        color=color,
+                        ls="none",
+                        label=f"x{t:.2f} {variant}",
+                    )
+                refused = [
+                    conds.index(r["condition"]) + shift
+                    for r in mine
+                    if r["target"] == t
+                    and r["variant"] == variant
+                    and str(r.get("note", "")).startswith("unreachable")
+                ]
+                if refused:  # the selection refused: drawn on the top edge
+                    ax.plot(refused, [1.07] * len(refused), "x", color=color)
+        ax.set_xticks(range(len(conds)))
+        ax.set_xlim(-0.5, len(conds) - 0.5)
+        ax.set_xticklabels(conds, rotation=20, ha="right", fontsize=7)
+        ax.set_ylim(0.0, 1.1)
+        ax.set_ylabel("measured latency ratio (pruned / unpruned)")
         ax.set_title(model, fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
         ax.grid(alpha=0.3)
     fig.suptitle(
-        f"{title}\no-: width pruning (MACs x0.70, x0.50); "
-        "^--: 3 and 2 RNN layers",
+        f"{title}\no width only, ^ depth allowed, x (top) unreachable; "
+        "bands: target +-0.05",
         fontsize=8,
     )
     fig.tight_layout()
@@ -798,196 +597,162 @@ def plot(rows, path, title):
     plt.close(fig)
 
 
-def read_csv(path):
-    """Rows written by :func:`write_csv`, numbers as numbers."""
-    ints = {"batch", "frames", "params", "runs"}
-    text = {"model", "device", "dtype", "variant", "note"}
-    rows = []
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            row = {}
-            for k, v in raw.items():
-                if k in text:
-                    row[k] = v
-                elif k in ints:
-                    row[k] = int(v)
-                else:
-                    row[k] = float(v) if v else float("nan")
-            for k in FIELDS:
-                row.setdefault(k, float("nan"))
-            rows.append(row)
-    return rows
+def write_outputs(rows, stem, header, formats=("md", "csv", "png")):
+    """``stem.md``, ``stem.csv`` and ``stem.png`` of the rows."""
+    if "md" in formats:
+        with open(stem + ".md", "w") as f:
+            f.write(header + "\n\n" + format_table(rows) + "\n")
+    if "csv" in formats:
+        write_csv(rows, stem + ".csv")
+    if rows and "png" in formats:
+        plot(rows, stem + ".png", header.splitlines()[-1][:160])
 
 
-def replot(csv_path):
-    """Redraws the PNG and the table of an earlier run from its CSV.
+def environment(device, threads):
+    """One line describing where the numbers were measured."""
+    parts = [
+        f"torch {torch.__version__}",
+        f"Python {platform.python_version()}",
+    ]
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+        parts.append(f"cuDNN {torch.backends.cudnn.version()}")
+    parts.append(platform.processor() or platform.machine())
+    affinity = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None
+    )
+    parts.append(f"{os.cpu_count()} cores ({affinity} usable)")
+    if device.type == "cpu":
+        parts.append(f"{threads} threads")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    parts.append(f"load average {load} at the start")
+    return ", ".join(parts)
 
-    The header of the ``.md`` beside the CSV (machine, command) is kept.
-    """
-    stem = csv_path[: -len(".csv")]
-    rows = read_csv(csv_path)
-    header = [f"# Pruned CRDNN latency ({rows[0]['device']})", "", ""]
-    if os.path.isfile(stem + ".md"):
-        with open(stem + ".md") as f:
-            header = f.read().split("\n| model |")[0].rstrip("\n").split("\n")
-    env = next((h for h in header[1:] if h.strip()), "").rstrip(".")
-    with open(stem + ".md", "w") as f:
-        f.write("\n".join(header) + "\n\n" + format_table(rows) + "\n")
-    plot(rows, stem + ".png", f"{rows[0]['device']}: {env}")
+
+def replot(paths, out, tag):
+    """Merges CSVs of earlier runs into one table and plot."""
+    rows = [r for p in paths for r in read_csv(p)]
+    stem = os.path.join(out, f"prune_latency_{tag}")
+    header = [f"# Pruned CRDNN latency ({tag})", ""]
+    for path in paths:  # each run's command and machine, when kept
+        md = path[: -len(".csv")] + ".md"
+        if os.path.isfile(md):
+            with open(md) as f:
+                kept = f.read().split("\n| model |")[0].splitlines()[1:]
+            header += [line for line in kept if line.strip()]
+    header = (
+        "\n\n".join(header[:1] + header[2:])
+        if len(header) > 2
+        else (
+            f"# Pruned CRDNN latency ({tag})\n\nMerged from {', '.join(paths)}"
+        )
+    )
+    write_outputs(rows, stem, header)
     print(format_table(rows))
     return rows
 
 
+# Command line ---------------------------------------------------------------
 def build_parser():
-    """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--models",
-        nargs="+",
-        default=list(MODELS),
-        help="keys of MODELS or preset names (default: all)",
-    )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        default=None,
-        help="default: 1 on cpu, 16 512 on cuda",
-    )
-    p.add_argument(
-        "--dtypes",
-        nargs="+",
-        choices=list(DTYPES),
-        default=None,
-        help="default: fp32 on cpu, fp32 bf16 on cuda (bf16 by autocast)",
-    )
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds")
-    p.add_argument("--warmup", type=int, default=None, help="untimed rounds")
-    p.add_argument(
-        "--max-seconds",
-        type=float,
-        default=None,
-        help="cap on timed seconds per setting (fewer rounds, at least 3)",
-    )
-    p.add_argument(
-        "--frames",
-        type=int,
-        default=None,
-        help="timed input length (default 1000 = 10 s of audio)",
-    )
-    p.add_argument(
-        "--count-frames",
-        type=int,
-        default=None,
-        help="input length MACs are counted on while bisecting (200)",
-    )
-    p.add_argument(
-        "--min-frames",
-        type=int,
-        default=125,
-        help="on OOM the frames are halved down to this",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: 2 on cpu, torch's own on cuda)",
-    )
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--targets", nargs="+", type=float, default=[0.7, 0.5])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=None)
+    p.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--frames", type=int, default=None, help="100 per s")
+    p.add_argument("--fractions", nargs="+", type=float, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--final-rounds", type=int, default=None)
+    p.add_argument("--tolerance", type=float, default=0.02)
+    p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--min-keep-fraction", type=float, default=0.1)
+    p.add_argument("--count-frames", type=int, default=200)
+    p.add_argument("--probe-frames", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deadline-s", type=float, default=None)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--progress", action="store_true")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"))
-    p.add_argument("--tag", default=None, help="file name suffix")
-    p.add_argument(
-        "--quick", action="store_true", help="tiny models: a smoke test"
-    )
-    p.add_argument(
-        "--breakdown",
-        type=int,
-        default=0,
-        metavar="RUNS",
-        help="also time CNN / RNN / rest separately (median of RUNS runs)",
-    )
-    p.add_argument(
-        "--replot",
-        metavar="CSV",
-        default=None,
-        help="only redraw the table and plot of an earlier run's CSV",
-    )
+    p.add_argument("--tag", default=None)
+    p.add_argument("--formats", nargs="+", default=["md", "csv", "png"])
+    p.add_argument("--replot", nargs="+", default=None, metavar="CSV")
     return p
 
 
 def _defaults(args):
     cuda = args.device == "cuda"
-    if args.batch_sizes is None:
-        args.batch_sizes = [16, 512] if cuda else [1]
-    if args.dtypes is None:
-        args.dtypes = ["fp32", "bf16"] if cuda else ["fp32"]
-    if args.frames is None:
-        args.frames = 100 if args.quick else 1000
-    if args.count_frames is None:
-        args.count_frames = 40 if args.quick else 200
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 15
-    if args.warmup is None:
-        args.warmup = 1 if args.quick else 2
+    quick = args.quick
+    fill = {
+        "batch_sizes": [16, 1] if cuda else [1],
+        "dtypes": ["fp32", "bf16"] if cuda else ["fp32"],
+        "frames": 100 if quick else 1000,
+        "fractions": [0.5],
+        "repeats": 1,
+        "warmup": 1 if cuda else 0,
+        "rounds": 1 if quick else 2,
+        "final_rounds": 1 if quick else 3,
+    }
+    for key, value in fill.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.tag is None:
-        args.tag = args.device + ("_quick" if args.quick else "")
+        args.tag = args.device + ("_quick" if quick else "")
     return args
 
 
 def main(argv=None):
-    """Runs the benchmark; returns the rows and writes the files.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    list of dict
-        One row per model, setting and variant (see ``FIELDS``).
-    """
-    args = _defaults(build_parser().parse_args(argv))
-    if args.replot:
-        return replot(args.replot)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here")
-    if args.threads is None and args.device == "cpu":
-        args.threads = 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()[0]
-    device = torch.device(args.device)
-    t0 = time.perf_counter()
+    """Runs the benchmark; returns the rows."""
+    args = build_parser().parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.replot:
+        return replot(args.replot, args.out, args.tag or "merged")
+    args = _defaults(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    deadline = time.monotonic() + (args.deadline_s or math.inf)
     stem = os.path.join(args.out, f"prune_latency_{args.tag}")
+    header = (
+        f"# Pruned CRDNN latency ({args.tag})\n\n"
+        f"`python benchmarks/prune_latency.py {' '.join(argv or sys.argv[1:])}`"
+        f"\n\n{environment(device, args.threads)}"
+    )
     rows = []
 
-    def save(new_rows):
-        rows.extend(new_rows)
-        env = environment(device, load_start)
-        with open(stem + ".md", "w") as f:
-            f.write(f"# Pruned CRDNN latency ({args.device})\n\n")
-            f.write(f"{env}.\n\n")
-            f.write(f"Command: `python {' '.join(_command(argv))}`\n\n")
-            f.write(format_table(rows) + "\n")
-        write_csv(rows, stem + ".csv")
-        plot(rows, stem + ".png", f"{args.device}: {env}")
-        return env
+    def emit(row):
+        rows.append(row)
+        write_outputs(rows, stem, header, args.formats)
+        print(format_table([row]).splitlines()[-1], flush=True)
 
-    for name in args.models:
-        bench_model(name, args, device, save)
-    print()
-    print(environment(device, load_start))
-    print(format_table(rows))
-    print(f"\nwrote {stem}.md/.csv/.png in {time.perf_counter() - t0:.0f} s")
+    for batch in args.batch_sizes:
+        for dtype in args.dtypes:
+            for name in args.models:
+                if time.monotonic() > deadline:
+                    print(f"skipped {name} B={batch} {dtype}: deadline")
+                    continue
+                try:
+                    bench_condition(
+                        name, device, batch, dtype, args, emit, deadline
+                    )
+                except Exception as err:  # noqa: BLE001 (go on, say why)
+                    logging.exception(f"{name} B={batch} {dtype} failed")
+                    emit(
+                        {
+                            "model": name,
+                            "condition": f"{device} B={batch} {dtype}",
+                            "variant": "unpruned",
+                            "note": f"error: {err!r}"[:300],
+                        }
+                    )
+    print(header + "\n\n" + format_table(rows))
     return rows
-
-
-def _command(argv):
-    args = sys.argv[1:] if argv is None else list(argv)
-    return ["benchmarks/prune_latency.py"] + args
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from speechbrain_prune.training import (  # noqa: E402
     Pruner,
     PruningBrain,
     PruningCheckpointer,
+    PruningSchedule,
 )
 
-__all__ += ["Pruner", "PruningBrain", "PruningCheckpointer"]
+__all__ += ["Pruner", "PruningBrain", "PruningCheckpointer", "PruningSchedule"]

@@ -1,18 +1,25 @@
-"""The main job: train a CRDNN recogniser, prune it with every criterion.
+"""The main job: train a CRDNN recogniser, prune it, show error vs latency.
 
-``speechbrain-prune demo`` runs the CTC recipe of this project
-(``recipes/LibriSpeech/ASR/CTC``: train.py + ``hparams/train_pruned.yaml``,
+``speechbrain-prune demo`` runs the CTC recipe shipped with the package
+(``speechbrain_prune/recipes/CTC``, the same files as the source tree's
+``recipes/LibriSpeech/ASR/CTC``: train.py + ``hparams/train_pruned.yaml``,
 pruning switched on from the YAML file) on speech it makes itself with
 eSpeak NG, so nothing is downloaded:
 
 1. train the dense CRDNN for ``--epochs`` epochs (its checkpoint is shared);
-2. for each criterion (Taylor, activation, Fisher sensitivity, magnitude,
-   random) and each target (30 % and 50 % fewer MACs), resume the dense run,
-   prune at the next epoch, fine-tune ``--finetune`` epochs and test on the
-   held-out speakers;
+2. for each criterion and each target (by default 30 % and 50 % fewer
+   parameters: ``prune_measure`` of the recipe; a MAC cut barely moves the
+   latency of a CRDNN, a parameter cut reaches its RNN), resume the dense
+   run, prune at the next epoch and fine-tune ``--finetune`` epochs;
+   ``dense_ft``, the dense model trained as many epochs, is the fair
+   reference;
 3. export every model to a folder that SpeechBrain's ``EncoderASR`` loads,
-   measure its CPU latency (batch 1, 10 s of audio) side by side with the
-   dense model, and write a table (CSV, Markdown) and a plot.
+   transcribe the held-out test speakers with it (error rates computed
+   from these transcripts with SpeechBrain's ``ErrorRateStats``), time it
+   side by side with the dense model
+   (:func:`speechbrain_prune.costs.latency.latency_ratio`: CPU, batch 1,
+   10 s of audio, features to log-probabilities), and write a table (CSV,
+   Markdown) and the plot of error against measured latency.
 
 Authors
  * speechbrain-prune team 2026
@@ -22,24 +29,24 @@ import argparse
 import csv
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
 from speechbrain_prune.costs import count_macs, count_params
 
+#: The CTC recipe, shipped inside the package (package data).
 RECIPE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "recipes",
-    "LibriSpeech",
-    "ASR",
-    "CTC",
+    os.path.dirname(os.path.abspath(__file__)), "recipes", "CTC"
 )
+#: Every criterion the demo can run; ``--all-criteria`` runs them all.
 CRITERIA = ("taylor", "activation", "fisher", "magnitude", "random")
+#: The default: the best-known criterion against the random control.
+DEFAULT_CRITERIA = ("taylor", "random")
+MEASURES = ("params", "latency", "macs")
 N_MELS = 40
+SAMPLE_RATE = 16000
 TARGETS = (0.3, 0.5)
 
 #: Tiny sizes for the test suite (seconds, not minutes).
@@ -52,174 +59,9 @@ QUICK = {
     "prune_scoring_batches": 2,
 }
 
-
-def resume_dense(out, run_dir):
-    """Starts ``run_dir`` from the dense run's checkpoints."""
-    if os.path.exists(run_dir):
-        shutil.rmtree(run_dir)
-    shutil.copytree(
-        os.path.join(out, "runs", "dense", "save"),
-        os.path.join(run_dir, "save"),
-    )
-
-
-def run_recipe(out, overrides, log):
-    """Runs the recipe's train.py with ``overrides``; raises on failure."""
-    if not os.path.isdir(RECIPE):
-        raise FileNotFoundError(
-            f"{RECIPE} is missing: the demo runs the recipes of a source "
-            "checkout; install it with `pip install -e .` from the clone"
-        )
-    cmd = [
-        sys.executable,
-        os.path.join(RECIPE, "train.py"),
-        os.path.join(RECIPE, "hparams", "train_pruned.yaml"),
-        f"--output_folder={out}",
-        "--device=cpu",
-    ] + [f"--{k}={v}" for k, v in overrides.items()]
-    with open(log, "a") as f:
-        f.write(" ".join(cmd) + "\n")
-        f.flush()
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-    if res.returncode != 0:
-        raise RuntimeError(f"Recipe failed; see {log}")
-
-
-def test_stats(out):
-    """``(WER, CER)`` of the recipe's final test stage."""
-    with open(os.path.join(out, "train_log.txt")) as f:
-        lines = [ln for ln in f if "test WER" in ln]
-    stats = {}
-    for part in lines[-1].split(" - ")[-1].split(", "):
-        key, value = part.rsplit(": ", 1)
-        stats[key.strip()] = float(value)
-    return stats["test WER"], stats["test CER"]
-
-
-def export(out, overrides, folder, card=None):
-    """Exports the run in ``out`` to ``folder`` (for ``EncoderASR``).
-
-    The same code as ``speechbrain-prune export``: the best checkpoint
-    (by CER) of the final pruned structure, written with stock
-    SpeechBrain classes. Returns the run's modules and pruning history.
-    """
-    from speechbrain_prune.export.select import export_recipe
-
-    # The recipe's YAML with the run's overrides, as on its command line.
-    text = "\n".join(f"{k}: {v}" for k, v in overrides.items())
-    text += f"\noutput_folder: {out}"
-    res = export_recipe(
-        os.path.join(RECIPE, "hparams", "train_pruned.yaml"),
-        None,
-        folder,
-        overrides=text,
-        card=card,
-        min_key="CER",
-    )
-    return res["hparams"]["modules"], res["history"]
-
-
-def load_exported(folder):
-    """``Sequential(model, output)`` of an exported folder, weights loaded."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open(os.path.join(folder, "hyperparams.yaml")) as f:
-        hparams = load_hyperpyyaml(f)
-    for key in ("model", "output"):
-        hparams[key].load_state_dict(
-            torch.load(os.path.join(folder, f"{key}.ckpt"))
-        )
-    return torch.nn.Sequential(hparams["model"], hparams["output"]).eval()
-
-
-def measure_latencies(models, n_mels=40, seconds=10.0, repeats=15):
-    """Median CPU latency (batch 1) of each model and its ratio to the first.
-
-    All models run in the same rounds, the order reversed every other
-    round, so that drift and other load hit all of them alike; the ratio is
-    the median over rounds of (model / first model in the same round).
-
-    Returns
-    -------
-    dict
-        ``name -> (median seconds, median ratio)``.
-    """
-    x = torch.rand(1, int(seconds * 100), n_mels)
-    names = list(models)
-    times = {n: [] for n in names}
-    with torch.no_grad():
-        for n in names:
-            models[n](x)  # warm-up
-        for r in range(repeats):
-            for n in names if r % 2 == 0 else names[::-1]:
-                t = time.perf_counter()
-                models[n](x)
-                times[n].append(time.perf_counter() - t)
-    ref = times[names[0]]
-    return {
-        n: (
-            statistics.median(times[n]),
-            statistics.median(a / b for a, b in zip(times[n], ref)),
-        )
-        for n in names
-    }
-
-
-def add_latency(rows, out, repeats=15):
-    """Times every exported model side by side; fills the latency columns."""
-    models = {
-        r["name"]: load_exported(os.path.join(out, "models", r["name"]))
-        for r in rows
-    }
-    measured = measure_latencies(models, N_MELS, repeats=repeats)
-    for r in rows:
-        seconds, ratio = measured[r["name"]]
-        r["latency ms"] = seconds * 1000
-        r["latency ratio"] = ratio
-
-
-def plot(rows, path):
-    """Error rate vs MACs, one line per criterion."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ref = [r for r in rows if r["criterion"] == "dense_ft"] or [
-        r for r in rows if r["criterion"] == "dense"
-    ]
-    dense = ref[0]
-    for crit in CRITERIA:
-        pts = [dense] + [r for r in rows if r["criterion"] == crit]
-        if len(pts) < 2:
-            continue
-        pts.sort(key=lambda r: -r["MMACs"])
-        ax.plot(
-            [r["MMACs"] for r in pts],
-            [r["CER"] for r in pts],
-            marker="o",
-            label=crit,
-        )
-    ax.scatter(
-        [dense["MMACs"]],
-        [dense["CER"]],
-        color="k",
-        zorder=3,
-        label="dense, same training epochs",
-    )
-    ax.set_xlabel("MACs per 10 s of audio (millions)")
-    ax.set_ylabel("CER on held-out speakers (%)")
-    ax.set_title("Structured pruning of a CRDNN (CTC), error vs compute")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 COLUMNS = (
     "criterion",
+    "measure",
     "target",
     "params",
     "MMACs",
@@ -232,24 +74,269 @@ COLUMNS = (
 )
 
 
-def remeasure(out, repeats=15):
-    """Times the exported models of a finished demo again; rewrites."""
-    with open(os.path.join(out, "results.csv")) as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k in COLUMNS[1:]:
-            r[k] = float(r[k])
-        r["params"] = int(r["params"])
-        r["name"] = (
-            r["criterion"]
-            if r["criterion"].startswith("dense")
-            else f"{r['criterion']}_{round(r['target'] * 100)}"
+def recipe_file(*parts):
+    """Path of a file of the shipped recipe; a clear error if missing.
+
+    Example
+    -------
+    >>> os.path.basename(recipe_file("hparams", "train_pruned.yaml"))
+    'train_pruned.yaml'
+    """
+    path = os.path.join(RECIPE, *parts)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} is missing: the package was installed without its "
+            "recipe files (package data); reinstall speechbrain_prune"
         )
-    add_latency(rows, out, repeats)
-    md = write_tables(rows, out)
-    plot(rows, os.path.join(out, "error_vs_macs.png"))
-    print(md)
+    return path
+
+
+def run_name(criterion, target=None):
+    """Folder name of a run: ``dense``, ``dense_ft`` or ``taylor_30``.
+
+    Example
+    -------
+    >>> run_name("taylor", 0.3), run_name("dense")
+    ('taylor_30', 'dense')
+    """
+    return criterion if target is None else f"{criterion}_{round(target * 100)}"
+
+
+def resume_dense(out, run_dir):
+    """Starts ``run_dir`` from the dense run's checkpoints."""
+    if os.path.exists(run_dir):
+        shutil.rmtree(run_dir)
+    shutil.copytree(
+        os.path.join(out, "runs", "dense", "save"),
+        os.path.join(run_dir, "save"),
+    )
+
+
+def run_recipe(run_dir, overrides, log):
+    """Runs the recipe's train.py into ``run_dir``; raises on failure.
+
+    The overrides are also kept as YAML text in ``run_dir/overrides.yaml``
+    (with ``output_folder``): with the recipe's YAML file they rebuild the
+    run (:func:`run_hparams`).
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    text = "\n".join(f"{k}: {v}" for k, v in overrides.items())
+    with open(os.path.join(run_dir, "overrides.yaml"), "w") as f:
+        f.write(text + f"\noutput_folder: {run_dir}\n")
+    cmd = [
+        sys.executable,
+        recipe_file("train.py"),
+        recipe_file("hparams", "train_pruned.yaml"),
+        f"--output_folder={run_dir}",
+        "--device=cpu",
+    ] + [f"--{k}={v}" for k, v in overrides.items()]
+    with open(log, "a") as f:
+        f.write(" ".join(cmd) + "\n")
+        f.flush()
+        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if res.returncode != 0:
+        raise RuntimeError(f"Recipe failed; see {log}")
+
+
+def run_hparams(run_dir):
+    """``(YAML file, overrides text)`` of a run of the demo.
+
+    What ``speechbrain-prune export`` and
+    :func:`speechbrain_prune.export.select.load_best` take to rebuild the
+    run's modules from its best checkpoint.
+    """
+    with open(os.path.join(run_dir, "overrides.yaml")) as f:
+        overrides = f.read()
+    return recipe_file("hparams", "train_pruned.yaml"), overrides
+
+
+def export(run_dir, folder, card=None):
+    """Exports the best checkpoint (by CER) of a run to ``folder``.
+
+    The same code as ``speechbrain-prune export``: the recipe's YAML file
+    with the run's overrides. Returns the run's modules and its pruning
+    history.
+    """
+    from speechbrain_prune.export.select import export_recipe
+
+    hparams_file, overrides = run_hparams(run_dir)
+    res = export_recipe(
+        hparams_file,
+        None,
+        folder,
+        overrides=overrides,
+        card=card,
+        min_key="CER",
+    )
+    return res["hparams"]["modules"], res["history"]
+
+
+def read_test_set(csv_file):
+    """``(id, wav path, words)`` of each row of a SpeechBrain csv file."""
+    with open(csv_file, newline="") as f:
+        return [(r["ID"], r["wav"], r["wrd"]) for r in csv.DictReader(f)]
+
+
+def error_rates(transcripts):
+    """WER and CER (%) of ``(id, reference, hypothesis)`` triples.
+
+    SpeechBrain's ``ErrorRateStats`` on words, and on the characters of
+    the word sequences joined by single spaces (as the recipe does).
+
+    Example
+    -------
+    >>> error_rates([("a", "ONE TWO", "ONE TOO"), ("b", "SIX", "SIX")])
+    (33.33..., 10.0)
+    """
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    wer, cer = ErrorRateStats(), ErrorRateStats()
+    for uid, ref, hyp in transcripts:
+        ref_w, hyp_w = ref.split(), hyp.split()
+        wer.append([uid], [hyp_w], [ref_w])
+        cer.append([uid], [list(" ".join(hyp_w))], [list(" ".join(ref_w))])
+    return wer.summarize("error_rate"), cer.summarize("error_rate")
+
+
+def transcribe(asr, test_set):
+    """Greedy transcripts of every utterance by an ``EncoderASR``.
+
+    One utterance at a time (no padding), as ``transcribe_file`` does.
+    Returns ``(id, reference, hypothesis)`` triples.
+    """
+    from speechbrain.dataio.dataio import read_audio
+
+    rows = []
+    with torch.no_grad():
+        for uid, wav, words in test_set:
+            sig = read_audio(wav).unsqueeze(0)
+            hyp = asr.transcribe_batch(sig, torch.ones(1))[0][0]
+            rows.append((uid, words, hyp))
     return rows
+
+
+def write_transcripts(rows, path):
+    """A tab-separated file: ``ID``, ``reference``, ``hypothesis``."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t")
+        w.writerow(["ID", "reference", "hypothesis"])
+        w.writerows(rows)
+
+
+def read_transcripts(path):
+    """The triples written by :func:`write_transcripts`."""
+    with open(path, newline="") as f:
+        r = csv.reader(f, delimiter="\t")
+        next(r)
+        return [tuple(row) for row in r]
+
+
+def encoder_run(seconds=10.0, seed=0):
+    """One forward of an exported folder's encoder (features to
+    log-probabilities) on ``seconds`` of audio, batch 1."""
+    g = torch.Generator().manual_seed(seed)
+    wav = 0.1 * torch.randn(1, int(seconds * SAMPLE_RATE), generator=g)
+    lens = torch.ones(1)
+
+    def run(mods):
+        return mods.encoder(wav, lens)
+
+    return run
+
+
+def add_latency(rows, out, repeats=10, rounds=3):
+    """Times every exported model side by side with the dense one.
+
+    :func:`~speechbrain_prune.costs.latency.latency_ratio` (the library's
+    timer: alternate rounds, median) gives each model's ratio to ``dense``;
+    its milliseconds are the dense model's median latency
+    (:func:`~speechbrain_prune.costs.latency.measure_latency`) times the
+    ratio.
+    """
+    from speechbrain_prune.costs.latency import latency_ratio, measure_latency
+    from speechbrain_prune.export import load_asr
+
+    run = encoder_run()
+    mods = {
+        r["name"]: load_asr(model_folder(out, r["name"])).mods for r in rows
+    }
+    ref = mods[rows[0]["name"]]
+    base = measure_latency(ref, run, repeats=repeats)
+    for r in rows:
+        ratio = (
+            1.0
+            if mods[r["name"]] is ref
+            else latency_ratio(
+                ref, mods[r["name"]], run, repeats=repeats, rounds=rounds
+            )
+        )
+        r["latency ms"] = base * ratio * 1000
+        r["latency ratio"] = ratio
+
+
+def model_folder(out, name):
+    """The exported folder of run ``name``."""
+    return os.path.join(out, "models", name)
+
+
+def plot(rows, path):
+    """WER and CER against measured latency, one line per criterion.
+
+    Each line starts at ``dense_ft`` (the dense model trained as long),
+    marked with a black star; each pruned point is labelled with its
+    target (the share of the measure removed).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = [r for r in rows if r["criterion"] == "dense_ft"] or [
+        r for r in rows if r["criterion"] == "dense"
+    ]
+    dense = ref[0]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, metric in zip(axes, ("WER", "CER")):
+        for crit in CRITERIA:
+            pts = [dense] + [r for r in rows if r["criterion"] == crit]
+            if len(pts) < 2:
+                continue
+            pts.sort(key=lambda r: r["target"])
+            ax.plot(
+                [r["latency ms"] for r in pts],
+                [r[metric] for r in pts],
+                marker="o",
+                label=crit,
+            )
+            for r in pts[1:]:
+                ax.annotate(
+                    f"-{r['target']:.0%}",
+                    (r["latency ms"], r[metric]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
+        ax.scatter(
+            [dense["latency ms"]],
+            [dense[metric]],
+            color="k",
+            marker="*",
+            s=160,
+            zorder=3,
+            label="dense (same training epochs)",
+        )
+        ax.set_xlabel("measured CPU latency, batch 1, 10 s of audio (ms)")
+        ax.set_ylabel(f"{metric} on held-out speakers (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    measures = sorted({r["measure"] for r in rows if r["measure"] != "-"})
+    fig.suptitle(
+        "Structured pruning of a CRDNN (CTC): error vs measured latency"
+        + (f" (targets: fewer {', '.join(measures)})" if measures else "")
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def write_tables(rows, out):
@@ -265,7 +352,7 @@ def write_tables(rows, out):
         for k in COLUMNS:
             v = r[k]
             if isinstance(v, float):
-                v = f"{v:.2f}" if k not in ("target",) else f"{v:.0%}"
+                v = f"{v:.0%}" if k == "target" else f"{v:.2f}"
             cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     md = "\n".join(lines)
@@ -274,12 +361,37 @@ def write_tables(rows, out):
     return md
 
 
-def main(argv=None):
-    """Runs the demo; returns the rows of the table."""
+def read_table(out):
+    """The rows of a finished demo's ``results.csv`` (numbers parsed)."""
+    with open(os.path.join(out, "results.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in COLUMNS[2:]:
+            r[k] = float(r[k])
+        r["params"] = int(r["params"])
+        target = r["target"] or None
+        r["name"] = run_name(r["criterion"], target)
+    return rows
+
+
+def remeasure(out, repeats=10):
+    """Times the exported models of a finished demo again; rewrites."""
+    rows = read_table(out)
+    add_latency(rows, out, repeats)
+    md = write_tables(rows, out)
+    plot(rows, os.path.join(out, "error_vs_latency.png"))
+    print(md)
+    return rows
+
+
+def parse_args(argv=None):
+    """The demo's command line."""
     p = argparse.ArgumentParser(
         prog="speechbrain-prune demo",
-        description="Train a CRDNN on embedded speech, prune it with every "
-        "criterion to 30 %% and 50 %% fewer MACs, fine-tune, test, export.",
+        description="Train a CRDNN on embedded speech, prune it to 30 %% "
+        "and 50 %% fewer parameters (each criterion), fine-tune, export, "
+        "transcribe the held-out speakers, time on the CPU; table and plot "
+        "of error against measured latency.",
     )
     p.add_argument("--out", default="results/demo")
     p.add_argument(
@@ -291,18 +403,40 @@ def main(argv=None):
         "--epochs",
         type=int,
         default=8,
-        help="training epochs of the dense model",
+        help="training epochs of the dense model (default: %(default)s)",
     )
     p.add_argument(
         "--finetune",
         type=int,
         default=2,
-        help="fine-tuning epochs after each pruning stage",
+        help="fine-tuning epochs after pruning (default: %(default)s)",
     )
     p.add_argument(
-        "--criteria", nargs="+", default=list(CRITERIA), choices=CRITERIA
+        "--criteria",
+        nargs="+",
+        default=list(DEFAULT_CRITERIA),
+        choices=CRITERIA,
+        help="default: %(default)s",
     )
-    p.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
+    p.add_argument(
+        "--all-criteria",
+        action="store_true",
+        help=f"every criterion: {', '.join(CRITERIA)} (longer)",
+    )
+    p.add_argument(
+        "--measure",
+        default="params",
+        choices=MEASURES,
+        help="the cost the targets cut (the recipe's prune_measure; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        type=float,
+        default=list(TARGETS),
+        help="fractions of the cost removed (default: %(default)s)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -315,8 +449,43 @@ def main(argv=None):
         "and rewrite the table and plot",
     )
     args = p.parse_args(argv)
+    if args.all_criteria:
+        args.criteria = list(CRITERIA)
+    bad = [t for t in args.targets if not 0 < t < 1]
+    if bad:
+        p.error(f"--targets must lie in (0, 1), got {bad}")
+    return args
+
+
+def run_overrides(args, common, criterion, target):
+    """The recipe's overrides for one run of the demo."""
+    if criterion == "dense":
+        return dict(
+            common,
+            number_of_epochs=args.epochs,
+            prune_start_epoch=args.epochs + 1,
+        )
+    total = args.epochs + args.finetune
+    if criterion == "dense_ft":
+        return dict(common, number_of_epochs=total, prune_start_epoch=total + 1)
+    # Resume the dense run: prune at the next epoch, fine-tune.
+    return dict(
+        common,
+        number_of_epochs=total,
+        prune_start_epoch=args.epochs + 1,
+        prune_target=target,
+        prune_measure=args.measure,
+        prune_scorer=criterion,
+    )
+
+
+def main(argv=None):
+    """Runs the demo; returns the rows of the table."""
+    args = parse_args(argv)
 
     from tqdm import tqdm
+
+    from speechbrain_prune.export import load_asr
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -332,48 +501,34 @@ def main(argv=None):
     runs = [("dense", None), ("dense_ft", None)] + [
         (c, t) for c in args.criteria for t in args.targets
     ]
+    os.makedirs(os.path.join(out, "transcripts"), exist_ok=True)
     bar = tqdm(runs, desc="demo", unit="run")
-    rows, dense_macs = [], None
+    rows, dense_macs, test_set = [], None, None
     for crit, target in bar:
-        name = crit if target is None else f"{crit}_{round(target * 100)}"
+        name = run_name(crit, target)
         bar.set_postfix_str(name)
         run_dir = os.path.join(out, "runs", name)
-        if crit == "dense":
-            overrides = dict(
-                common,
-                number_of_epochs=args.epochs,
-                prune_start_epoch=args.epochs + 1,
-            )
-        elif crit == "dense_ft":
+        if crit != "dense":
             resume_dense(out, run_dir)
-            overrides = dict(
-                common,
-                number_of_epochs=args.epochs + args.finetune,
-                prune_start_epoch=args.epochs + args.finetune + 1,
+        run_recipe(run_dir, run_overrides(args, common, crit, target), log)
+        if test_set is None:
+            test_set = read_test_set(
+                os.path.join(out, "runs", "dense", "save", "test-clean.csv")
             )
-        else:
-            # Resume the dense run: prune at the next epoch, fine-tune.
-            resume_dense(out, run_dir)
-            overrides = dict(
-                common,
-                number_of_epochs=args.epochs + args.finetune,
-                prune_start_epoch=args.epochs + 1,
-                prune_target=target,
-                prune_scorer=crit,
-            )
-        run_recipe(run_dir, overrides, log)
-        wer, cer = test_stats(run_dir)
-        rates = {name: {"WER": wer, "CER": cer}}
+        card = {"test_set": "the demo's held-out speakers (eSpeak NG digits)"}
         for r in rows:
             if r["criterion"] == "dense_ft":
-                rates["dense, same epochs"] = {"WER": r["WER"], "CER": r["CER"]}
-        card = {
-            "error_rates": rates,
-            "test_set": "the demo's held-out speakers (eSpeak NG digits)",
-        }
-        modules, history = export(
-            run_dir, overrides, os.path.join(out, "models", name), card
+                card["error_rates"] = {
+                    "dense, same epochs": {"WER": r["WER"], "CER": r["CER"]}
+                }
+        folder = model_folder(out, name)
+        modules, history = export(run_dir, folder, card)
+        # The error rates: the exported model's transcripts of the test set.
+        transcripts = transcribe(load_asr(folder), test_set)
+        write_transcripts(
+            transcripts, os.path.join(out, "transcripts", f"{name}.tsv")
         )
+        wer, cer = error_rates(transcripts)
         model = torch.nn.Sequential(modules["model"], modules["output"])
         macs = count_macs(model, (1, 1000, N_MELS))
         dense_macs = dense_macs or macs
@@ -381,6 +536,7 @@ def main(argv=None):
             {
                 "name": name,
                 "criterion": crit,
+                "measure": "-" if target is None else args.measure,
                 "target": target or 0.0,
                 "params": count_params(model),
                 "MMACs": macs / 1e6,
@@ -393,13 +549,14 @@ def main(argv=None):
             }
         )
         write_tables(rows, out)
-    add_latency(rows, out, repeats=3 if args.quick else 15)
+    add_latency(rows, out, repeats=3 if args.quick else 10)
     md = write_tables(rows, out)
-    plot(rows, os.path.join(out, "error_vs_macs.png"))
+    plot(rows, os.path.join(out, "error_vs_latency.png"))
     print(md)
     print(
         f"\nTable: {out}/results.csv, results.md; plot: "
-        f"{out}/error_vs_macs.png; models: {out}/models/<run>/ "
+        f"{out}/error_vs_latency.png; transcripts: {out}/transcripts/; "
+        f"models: {out}/models/<run>/ "
         "(load: speechbrain_prune.export.load_asr(folder))"
     )
     return rows

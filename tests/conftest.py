@@ -15,6 +15,7 @@ RNNS = {
     "ligru": sb.nnet.RNN.LiGRU,
     "lstm": sb.nnet.RNN.LSTM,
     "gru": sb.nnet.RNN.GRU,
+    "sligru": sb.nnet.RNN.SLiGRU,
 }
 
 

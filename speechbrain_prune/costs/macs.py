@@ -1,7 +1,7 @@
 """Counting multiply-accumulates (MACs) of one forward pass, exactly.
 
 ``torch.utils.flop_counter`` counts nothing for RNNs on the CPU, so every
-leaf layer type has a small counter, registered by type, called from a
+torch layer type has a small counter, registered by type, called from a
 forward hook with the real input and output of each call:
 
 - ``Linear``: rows x in x out; ``Conv1d``/``Conv2d``: output elements x
@@ -10,13 +10,14 @@ forward hook with the real input and output of each call:
   (input + H), steps = batch x time (or the packed length);
 - ``LSTMCell``/``GRUCell``/``RNNCell``: batch x gates x H x (input + H), per
   call, so an attentional decoder is counted per output step;
-- ``LayerNorm``/``BatchNorm1d``: one MAC per element (the affine map);
-- attention: the context product (batch x time x encoder width) per call.
+- ``LayerNorm``/``BatchNorm1d``: one MAC per element (the affine map).
 
-SpeechBrain's ``LiGRU`` is made of ``Linear`` layers (``w`` once on the
-input and its time-flipped copy, ``u`` at every step) and a norm, so it is
-counted exactly by those. Element-wise gate arithmetic, activations and
-pooling are not counted.
+A layer type of SpeechBrain or of a recipe that computes more than its
+torch layers count adds the rest through its handler
+(:meth:`ModuleHandler.mac_counters`: an attention's context product); one
+made of torch layers (``LiGRU``: ``Linear`` layers and norms) needs
+nothing. Element-wise gate arithmetic, activations and pooling are not
+counted.
 
 Authors
  * speechbrain-prune team 2026
@@ -25,7 +26,6 @@ Authors
 import copy
 from collections import OrderedDict
 
-import speechbrain as sb
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
@@ -33,7 +33,20 @@ _COUNTERS = {}
 
 
 def register_mac_counter(*types):
-    """Decorator: ``fn(module, args, output) -> MACs`` for these types."""
+    """Decorator: ``fn(module, args, output) -> MACs`` for these types.
+
+    For torch's own layer types (exact type match); layer types that have
+    a handler say what they add through it.
+
+    Example
+    -------
+    >>> @register_mac_counter(torch.nn.Bilinear)
+    ... def _bilinear(m, args, out):
+    ...     return out.numel() * m.in1_features * m.in2_features
+    >>> count_macs(torch.nn.Bilinear(2, 3, 4), run=lambda m: m(
+    ...     torch.rand(5, 2), torch.rand(5, 3)))
+    120
+    """
 
     def decorator(fn):
         for t in types:
@@ -97,25 +110,6 @@ def _norm(m, args, out):
     return args[0].numel()
 
 
-@register_mac_counter(
-    sb.nnet.attention.ContentBasedAttention,
-    sb.nnet.attention.LocationAwareAttention,
-)
-def _attention_context(m, args, out):
-    enc = args[0]
-    return enc.shape[0] * enc.shape[1] * enc.shape[2]
-
-
-@register_mac_counter(sb.nnet.attention.KeyValueAttention)
-def _keyvalue_context(m, args, out):
-    enc = args[0]
-    return (
-        enc.shape[0]
-        * enc.shape[1]
-        * (m.key_linear.out_features + m.value_linear.out_features)
-    )
-
-
 def _runner(model, input_shape, run):
     if run is not None:
         if isinstance(run, torch.Tensor):
@@ -126,6 +120,25 @@ def _runner(model, input_shape, run):
         raise ValueError("Give input_shape (e.g. (1, 1000, 40)) or run")
     x = torch.rand(*input_shape)
     return lambda m: m(x.to(next(m.parameters()).device))
+
+
+def _counters(model):
+    """``(name, module, fn)``: torch layers, and what handlers add."""
+    # Imported here: the graph package, which handlers use, imports costs.
+    from speechbrain_prune.handlers import handler_for
+
+    out = []
+    for name, module in model.named_modules():
+        fn = _COUNTERS.get(type(module))
+        if fn is not None:
+            out.append((name, module, fn))
+        handler = handler_for(module)
+        if handler is None:
+            continue
+        for sub, fn in handler.mac_counters(module).items():
+            qualified = ".".join(n for n in (name, sub) if n)
+            out.append((qualified, module.get_submodule(sub), fn))
+    return out
 
 
 def macs_by_module(model, input_shape=None, run=None):
@@ -147,6 +160,7 @@ def macs_by_module(model, input_shape=None, run=None):
 
     Example
     -------
+    >>> import speechbrain as sb
     >>> net = sb.nnet.linear.Linear(n_neurons=4, input_size=3)
     >>> dict(macs_by_module(net, (2, 5, 3)))
     {'w': 120}
@@ -154,10 +168,7 @@ def macs_by_module(model, input_shape=None, run=None):
     run = _runner(model, input_shape, run)
     counts = OrderedDict()
     handles = []
-    for name, module in model.named_modules():
-        fn = _COUNTERS.get(type(module))
-        if fn is None:
-            continue
+    for name, module, fn in _counters(model):
 
         def hook(m, args, out, name=name, fn=fn):
             counts[name] = counts.get(name, 0) + int(fn(m, args, out))
@@ -193,6 +204,7 @@ def count_macs(model, input_shape=None, run=None):
 
     Example
     -------
+    >>> import speechbrain as sb
     >>> lstm = sb.nnet.RNN.LSTM(hidden_size=8, input_size=5)
     >>> count_macs(lstm, (1, 10, 5)) == 10 * 4 * 8 * (5 + 8)
     True
@@ -233,6 +245,7 @@ def group_costs(root, groups, run):
 
     Example
     -------
+    >>> import speechbrain as sb
     >>> from speechbrain_prune.graph import discover_groups
     >>> model = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=6, input_size=3),

@@ -59,6 +59,10 @@ class LatencySetup:
         :func:`~speechbrain_prune.costs.latency.build_latency_table`).
     fractions : sequence of float
         Widths of each group the latency table measures, as fractions.
+    timer : callable, optional
+        ``timer(model, run, repeats, warmup) -> seconds`` instead of real
+        timing (:func:`~speechbrain_prune.costs.latency.measure_latency`):
+        a simulated device, for tests and what-if studies.
 
     Example
     -------
@@ -85,7 +89,9 @@ class LatencySetup:
         warmup=2,
         rounds=3,
         fractions=(0.75, 0.5, 0.25),
+        timer=None,
     ):
+        self.timer = timer
         self.device = torch.device(device)
         if threads is None and self.device.type == "cpu":
             threads = 2

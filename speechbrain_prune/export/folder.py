@@ -150,6 +150,30 @@ def _label_encoder(tokenizer):
     return tokenizer
 
 
+def is_sentencepiece_file(path):
+    """Whether ``path`` is a SentencePiece model file, whatever its name
+    (``*.model``, or ``tokenizer.ckpt`` as a ``Pretrainer`` collects it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "label_encoder.txt")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("'a' => 0\\n")
+    >>> is_sentencepiece_file(path)
+    False
+    """
+    import sentencepiece
+
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return False
+    try:
+        sentencepiece.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError):
+        return False
+    return True
+
+
 def write_tokenizer(tokenizer, shape, folder):
     """Writes ``tokenizer.ckpt``; returns its YAML node.
 
@@ -164,7 +188,7 @@ def write_tokenizer(tokenizer, shape, folder):
     if hasattr(tokenizer, "sp"):  # speechbrain.tokenizers.SentencePiece
         tokenizer = tokenizer.sp
     spm = New("sentencepiece.SentencePieceProcessor")
-    if str(tokenizer).endswith(".model"):
+    if is_sentencepiece_file(tokenizer):
         shutil.copyfile(tokenizer, dest)
         return spm
     if isinstance(tokenizer, sentencepiece.SentencePieceProcessor):

@@ -11,6 +11,7 @@ Authors
  * speechbrain-prune team 2026
 """
 
+import io
 import os
 import re
 
@@ -87,7 +88,10 @@ def load_best(hparams_file, save_folder=None, overrides=None, **key):
         ]
         lines += [f"{k}: {v}" for k, v in extra.items()]
         overrides = "\n".join(lines)
-    hparams = load_hyperpyyaml(text, overrides)
+    # A named stream: `!include:` paths resolve against the YAML's folder.
+    stream = io.StringIO(text)
+    stream.name = hparams_file
+    hparams = load_hyperpyyaml(stream, overrides)
     checkpointer = hparams.get("checkpointer")
     if checkpointer is None:
         raise ExportError(f"{hparams_file} has no `checkpointer`")
@@ -144,6 +148,34 @@ def last_test_stats(train_log):
     return stats
 
 
+#: Where recipes keep their tokenizer in the save folder: the label
+#: encoder the TIMIT/CTC recipes fit, the SentencePiece model a recipe's
+#: ``Pretrainer`` collects (``collect_in: <save_folder>``).
+TOKENIZER_FILES = ("label_encoder.txt", "tokenizer.ckpt")
+
+
+def default_tokenizer(save_folder):
+    """The run's tokenizer file in ``save_folder`` (see TOKENIZER_FILES).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> open(os.path.join(folder, "tokenizer.ckpt"), "w").close()
+    >>> os.path.basename(default_tokenizer(folder))
+    'tokenizer.ckpt'
+    """
+    for name in TOKENIZER_FILES:
+        path = os.path.join(save_folder, name)
+        if os.path.isfile(path):
+            return path
+    raise ExportError(
+        f"No tokenizer in {save_folder} (looked for "
+        f"{', '.join(TOKENIZER_FILES)}): give it with --tokenizer "
+        "(a label encoder file or a SentencePiece model)"
+    )
+
+
 def export_recipe(
     hparams_file,
     save_folder,
@@ -196,12 +228,7 @@ def export_recipe(
     modules = hparams["modules"]
     shape = recipe_shape(modules)
     if tokenizer is None:
-        tokenizer = os.path.join(hparams["save_folder"], "label_encoder.txt")
-        if not os.path.isfile(tokenizer):
-            raise ExportError(
-                f"No label encoder at {tokenizer}: give the tokenizer "
-                "(--tokenizer label_encoder.txt or a SentencePiece .model)"
-            )
+        tokenizer = default_tokenizer(hparams["save_folder"])
     info = dict(card or {})
     rates = dict(info.get("error_rates") or {})
     if "pruned" not in rates:

@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from speechbrain_prune.handlers import ModuleHandler, handler_for
+from speechbrain_prune.handlers import handler_for
 from speechbrain_prune.surgery.ledger import SliceLedger
 from speechbrain_prune.surgery.prune import remove_block, remove_rnn_layer
 
@@ -90,13 +90,9 @@ def depth_candidates(root):
     out = []
     for name, module in root.named_modules():
         handler = handler_for(module)
-        if handler is None or (
-            type(handler).remove_layer is ModuleHandler.remove_layer
-        ):
+        if handler is None:
             continue
-        inner = module.rnn
-        n = getattr(inner, "num_layers", None) or len(inner)
-        for k in range(n):
+        for k in range(handler.num_layers(module)):
             try:
                 handler.remove_layer(copy.deepcopy(module), k, SliceLedger())
             except (ValueError, TypeError):

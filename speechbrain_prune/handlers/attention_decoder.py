@@ -6,6 +6,9 @@ context (``mlp_out``, or ``value_linear``) before they reach the decoder
 RNN. Those input columns follow the encoder's last group. The decoder's own
 widths are not offered for pruning.
 
+MACs: torch's layers inside (cells, linears) count themselves; the handler
+adds the attention's context product, once per decoding step.
+
 Authors
  * speechbrain-prune team 2026
 """
@@ -23,6 +26,25 @@ from speechbrain_prune.handlers.base import (
 from speechbrain_prune.surgery.ledger import replace_tensor
 
 ENC_INPUTS = ("mlp_enc", "mlp_out", "key_linear", "value_linear")
+
+
+def context_macs(attn, args, output):
+    """MACs of one attention call's context product (per decoding step).
+
+    ``batch x time x`` the encoder width (content and location
+    attention), or the key and value widths (key-value attention).
+
+    Example
+    -------
+    >>> attn = sb.nnet.attention.ContentBasedAttention(5, 4, 3, 2)
+    >>> context_macs(attn, (torch.rand(2, 7, 5),), None)
+    70
+    """
+    enc = args[0]
+    if isinstance(attn, sb.nnet.attention.KeyValueAttention):
+        width = attn.key_linear.out_features + attn.value_linear.out_features
+        return enc.shape[0] * enc.shape[1] * width
+    return enc.shape[0] * enc.shape[1] * enc.shape[2]
 
 
 def _enc_linears(module):
@@ -82,3 +104,12 @@ class AttentionalDecoderHandler(ModuleHandler):
 
     def slot_size(self, module, member):
         return _enc_linears(module)[0].in_features
+
+    def tap(self, module, member, taps):
+        def enc_states(args, kwargs):
+            return args[1] if len(args) > 1 else kwargs.get("enc_states")
+
+        return module, enc_states
+
+    def mac_counters(self, module):
+        return {"attn": context_macs}

@@ -150,6 +150,72 @@ class ModuleHandler:
             f"{type(module).__name__} has no removable layers"
         )
 
+    # Depth -----------------------------------------------------------------
+    def num_layers(self, module):
+        """Layers :meth:`remove_layer` may be asked for (0: none)."""
+        return 0
+
+    def widths(self, module):
+        """``(input width, output width)`` of a layer that maps one to the
+        other (linear, conv, RNN), None for one that keeps widths (norms,
+        activations). A block can go when exactly one of its layers maps
+        a width, to the same width.
+        """
+        return None
+
+    # Costs -----------------------------------------------------------------
+    def mac_counters(self, module):
+        """MACs the layer computes outside torch's own layer types.
+
+        Returns
+        -------
+        dict
+            ``sub-module name -> fn(sub_module, args, output) -> MACs``
+            (``""``: ``module`` itself), called after every call of that
+            sub-module. Its own sub-modules are counted as well, by their
+            own counters: count only what they do not (an attention's
+            context product, not its linear layers). Default: nothing,
+            for a layer made of torch layers (``Linear``, ``LSTM``,
+            norms, ...), which :mod:`speechbrain_prune.costs.macs` counts.
+        """
+        return {}
+
+    # Scoring ---------------------------------------------------------------
+    def tap(self, module, member, taps):
+        """Where a consumer member reads its group's channels.
+
+        Used by the activation scorer, which hooks the input of every
+        consumer.
+
+        Arguments
+        ---------
+        module : torch.nn.Module
+        member : Member
+            A consumer member of ``module``.
+        taps : Taps
+            The scoring run's hooks; ``taps.enter(key, context)`` enters a
+            context manager once per key until scoring ends (a module
+            temporarily run layer by layer).
+
+        Returns
+        -------
+        (torch.nn.Module, callable)
+            The module whose forward pre-hook sees the channels, and
+            ``getter(args, kwargs)`` that picks the tensor. Default:
+            ``module`` itself and its first argument.
+        """
+        return module, first_argument
+
+    def scoring_overrides(self, module):
+        """``(sub-module, attribute, value)`` set while scoring in eval mode.
+
+        Scores are taken in eval mode, yet gradient scorers run a backward
+        pass; a layer whose eval mode has no backward (cuDNN RNNs) asks
+        here for a mode that computes the same and has one. Restored
+        afterwards. Default: none.
+        """
+        return []
+
 
 def channel_index(member, size):
     """``(size, k)`` positions per channel: the layout's, or one each."""
@@ -163,3 +229,14 @@ def positions(member, keep):
     if member.layout is None:
         return keep
     return member.layout.positions(keep)
+
+
+def first_argument(args, kwargs):
+    """The first positional argument of a call, else the first keyword one.
+
+    Example
+    -------
+    >>> first_argument((), {"x": 3})
+    3
+    """
+    return args[0] if args else next(iter(kwargs.values()), None)

@@ -106,3 +106,6 @@ class ConvHandler(ModuleHandler):
         if member.slot == "out":
             return module.conv.out_channels
         return module.conv.in_channels
+
+    def widths(self, module):
+        return module.conv.in_channels, module.conv.out_channels

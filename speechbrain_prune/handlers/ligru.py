@@ -9,31 +9,68 @@ directions). Layers may end with different widths: the module's class is
 then switched to :class:`NonUniformLiGRU`, which only changes how the last
 states are returned.
 
+MACs are those of its ``Linear`` layers and norm (``w`` runs once on the
+input and its time-flipped copy, ``u`` at every step of each direction),
+which torch's layer types count exactly. Its layers run one after the
+other, so the activation scorer hooks ``rnn[k]`` directly.
+
 Authors
  * speechbrain-prune team 2026
 """
 
+from typing import Optional
+
 import speechbrain as sb
 import torch
+from speechbrain.nnet.RNN import LiGRU
 
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
     channel_index,
+    first_argument,
     positions,
     register_handler,
 )
 from speechbrain_prune.handlers.batchnorm import slice_batchnorm
 from speechbrain_prune.handlers.layernorm import masked_layer_norm
 from speechbrain_prune.handlers.rnn import (
-    _check_removable,
-    _slot,
+    check_removable,
+    slot_of,
     trace_layer_stack,
 )
 from speechbrain_prune.surgery.ledger import replace_tensor
-from speechbrain_prune.surgery.modules import NonUniformLiGRU
 
 
-@register_handler(sb.nnet.RNN.LiGRU)
+class NonUniformLiGRU(LiGRU):
+    """``LiGRU`` whose layers may have different widths after pruning.
+
+    SpeechBrain's ``LiGRU`` stacks the last state of every layer into one
+    tensor, which needs one width. This subclass returns that state as a
+    list (one ``(batch * directions, width)`` tensor per layer) when the
+    widths differ; everything else, parameter names included, is
+    ``LiGRU``'s own, so checkpoints load unchanged.
+
+    Example
+    -------
+    >>> net = LiGRU(4, input_shape=(2, 5, 3), num_layers=2)
+    >>> net.__class__ = NonUniformLiGRU
+    >>> out, h = net(torch.rand(2, 5, 3))
+    >>> out.shape
+    torch.Size([2, 5, 4])
+    """
+
+    def _forward_ligru(self, x, hx: Optional[torch.Tensor]):
+        widths = {layer.hidden_size for layer in self.rnn}
+        if len(widths) == 1:
+            return super()._forward_ligru(x, hx)
+        states = []
+        for i, layer in enumerate(self.rnn):
+            x = layer(x, hx=None if hx is None else hx[i])
+            states.append(x[:, -1, :])
+        return x, states
+
+
+@register_handler(LiGRU)
 class LiGRUHandler(ModuleHandler):
     """One group per layer, sliced in place.
 
@@ -61,7 +98,7 @@ class LiGRUHandler(ModuleHandler):
         )
 
     def prune(self, module, member, keep, ledger):
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         layer = module.rnn[k]
         if kind == "input":
             cols = positions(member, keep)
@@ -90,7 +127,7 @@ class LiGRUHandler(ModuleHandler):
         module.hidden_size = module.rnn[-1].hidden_size
 
     def mask(self, module, member, removed):
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         layer = module.rnn[k]
         with torch.no_grad():
             if kind == "input":
@@ -111,7 +148,7 @@ class LiGRUHandler(ModuleHandler):
             norm.register_forward_hook(hook)
 
     def param_slices(self, module, member):
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         layer = module.rnn[k]
         if kind == "input":
             return [(layer.w.weight, 1, channel_index(member, 0))]
@@ -125,7 +162,7 @@ class LiGRUHandler(ModuleHandler):
         return out
 
     def slot_size(self, module, member):
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         layer = module.rnn[k]
         return layer.hidden_size if kind == "hidden" else layer.w.in_features
 
@@ -137,7 +174,7 @@ class LiGRUHandler(ModuleHandler):
             width_in, width_out = layer.w.in_features, dirs * layer.hidden_size
         else:
             width_in = width_out = 0
-        _check_removable(n, index, width_in, width_out, module)
+        check_removable(n, index, width_in, width_out, module)
         del module.rnn[index]
         module.num_layers = len(module.rnn)
         if len({lay.hidden_size for lay in module.rnn}) == 1 and isinstance(
@@ -145,3 +182,13 @@ class LiGRUHandler(ModuleHandler):
         ):
             module.__class__ = sb.nnet.RNN.LiGRU
         module.hidden_size = module.rnn[-1].hidden_size
+
+    def num_layers(self, module):
+        return len(module.rnn)
+
+    def widths(self, module):
+        dirs = 2 if module.bidirectional else 1
+        return module.rnn[0].w.in_features, dirs * module.rnn[-1].hidden_size
+
+    def tap(self, module, member, taps):
+        return module.rnn[slot_of(member)[1]], first_argument

@@ -84,3 +84,7 @@ class LinearHandler(ModuleHandler):
     def slot_size(self, module, member):
         lin = _inner(module)
         return lin.out_features if member.slot == "out" else lin.in_features
+
+    def widths(self, module):
+        lin = _inner(module)
+        return lin.in_features, lin.out_features

@@ -7,12 +7,23 @@ recurrent column ``j`` of ``weight_hh_l{k}``, and the input columns ``j``
 layer is its own group, so layers may end with different widths: the torch
 module is then rebuilt as a :class:`StackedRNN` (see there why).
 
+MACs are counted by torch's layer types (``torch.nn.LSTM`` ...). The
+activation scorer reads an inner layer's input by running the module layer
+by layer (:class:`LayerwiseRNN`, same numbers); gradient scorers run the
+torch module in training mode without dropout (cuDNN has no backward in
+eval mode).
+
 Authors
  * speechbrain-prune team 2026
 """
 
+import contextlib
+import warnings
+from typing import List, Optional
+
 import speechbrain as sb
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
 from speechbrain_prune.graph.group import (
     CONSUMER,
@@ -23,13 +34,67 @@ from speechbrain_prune.graph.group import (
 from speechbrain_prune.handlers.base import (
     ModuleHandler,
     channel_index,
+    first_argument,
     positions,
     register_handler,
 )
 from speechbrain_prune.surgery.ledger import move_tensor
-from speechbrain_prune.surgery.modules import StackedRNN
 
 GATES = {torch.nn.LSTM: 4, torch.nn.GRU: 3, torch.nn.RNN: 1}
+
+
+class StackedRNN(torch.nn.Module):
+    """Single-layer torch RNNs run one after the other (widths may differ).
+
+    ``torch.nn.LSTM`` / ``GRU`` force one hidden size on all their layers.
+    Once layers are pruned to different widths, surgery replaces the
+    multi-layer module with this stack of one-layer modules; the numerics
+    are those of the multi-layer module (dropout between layers, none after
+    the last). The returned state is a list with one entry per layer,
+    because the layers' states no longer have one shape.
+
+    Arguments
+    ---------
+    layers : list of torch.nn.RNNBase
+        One-layer RNNs; each one's input size is the previous one's output.
+    dropout : float
+        Dropout between layers, in training only.
+
+    Example
+    -------
+    >>> net = StackedRNN([torch.nn.LSTM(3, 4, batch_first=True),
+    ...                   torch.nn.LSTM(4, 2, batch_first=True)])
+    >>> out, states = net(torch.rand(2, 5, 3))
+    >>> out.shape, len(states)
+    (torch.Size([2, 5, 2]), 2)
+    """
+
+    def __init__(self, layers, dropout=0.0):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(layers)
+        self.dropout = dropout
+        self.num_layers = len(layers)
+
+    def flatten_parameters(self):
+        """Compacts each layer's weights for cuDNN."""
+        for layer in self.layers:
+            layer.flatten_parameters()
+
+    def forward(self, x, hx: Optional[List] = None):
+        """Runs the layers; ``hx`` is None or a list of per-layer states."""
+        states = []
+        for i, layer in enumerate(self.layers):
+            x, h = layer(x, None if hx is None else hx[i])
+            states.append(h)
+            if self.training and self.dropout > 0 and i < self.num_layers - 1:
+                x = _dropout(x, self.dropout)
+        return x, states
+
+
+def _dropout(x, p):
+    if isinstance(x, PackedSequence):
+        return x._replace(data=torch.nn.functional.dropout(x.data, p, True))
+    return torch.nn.functional.dropout(x, p, True)
 
 
 class RNNView:
@@ -182,7 +247,8 @@ def trace_layer_stack(ctx, call, widths, dirs):
     return ctx.output(group, dirs)
 
 
-def _slot(member):
+def slot_of(member):
+    """``("hidden" or "input", layer)`` of a layer-stack member's slot."""
     kind, k = member.slot.split(".")
     return kind, int(k)
 
@@ -216,7 +282,7 @@ class RNNHandler(ModuleHandler):
 
     def prune(self, module, member, keep, ledger):
         view = RNNView(module.rnn)
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         index_of = {}
         if kind == "hidden":
             h = view.hidden(k)
@@ -231,7 +297,7 @@ class RNNHandler(ModuleHandler):
 
     def mask(self, module, member, removed):
         view = RNNView(module.rnn)
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         base = "weight_hh" if kind == "hidden" else "weight_ih"
         cols = removed if kind == "hidden" else positions(member, removed)
         with torch.no_grad():
@@ -240,7 +306,7 @@ class RNNHandler(ModuleHandler):
 
     def param_slices(self, module, member):
         view = RNNView(module.rnn)
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         suffixes = {s for _, s in view.names()}
         if kind == "input":
             idx = channel_index(member, 0)
@@ -256,7 +322,7 @@ class RNNHandler(ModuleHandler):
 
     def slot_size(self, module, member):
         view = RNNView(module.rnn)
-        kind, k = _slot(member)
+        kind, k = slot_of(member)
         return view.hidden(k) if kind == "hidden" else view.input_size(k)
 
     def remove_layer(self, module, index, ledger):
@@ -265,11 +331,35 @@ class RNNHandler(ModuleHandler):
         if 0 <= index < view.num_layers:
             width_in = view.input_size(index)
             width_out = view.dirs * view.hidden(index)
-        _check_removable(view.num_layers, index, width_in, width_out, module)
+        check_removable(view.num_layers, index, width_in, width_out, module)
         module.rnn = view.rebuild({}, ledger, drop_layer=index)
 
+    def num_layers(self, module):
+        return RNNView(module.rnn).num_layers
 
-def _check_removable(num_layers, index, width_in, width_out, module):
+    def widths(self, module):
+        view = RNNView(module.rnn)
+        return view.input_size(0), view.dirs * view.hidden(view.num_layers - 1)
+
+    def tap(self, module, member, taps):
+        kind, k = slot_of(member)
+        if k == 0:
+            return module, first_argument
+        layers = taps.enter(module, layer_by_layer(module))
+        return layers[k], first_argument
+
+    def scoring_overrides(self, module):
+        # A torch RNN differs between modes by its inter-layer dropout
+        # alone, so training mode without dropout computes what eval does.
+        out = []
+        for m in module.rnn.modules():
+            if isinstance(m, torch.nn.RNNBase):
+                out += [(m, "dropout", 0.0), (m, "training", True)]
+        return out
+
+
+def check_removable(num_layers, index, width_in, width_out, module):
+    """Raises ValueError unless layer ``index`` of a stack can be removed."""
     name = type(module).__name__
     if num_layers < 2:
         raise ValueError(f"{name} has one layer left; it cannot lose it")
@@ -281,3 +371,104 @@ def _check_removable(num_layers, index, width_in, width_out, module):
             "only a layer whose input and output widths agree can be removed "
             "(its consumer then reads its input unchanged)"
         )
+
+
+class LayerwiseRNN(StackedRNN):
+    """A multi-layer torch RNN run as one-layer modules sharing its weights.
+
+    A :class:`StackedRNN` whose layers use the wrapped module's own
+    Parameters, so each layer's output can be hooked. Returns what the
+    wrapped module returns (output, and final states stacked over layers),
+    so the SpeechBrain wrapper around it is unaware.
+
+    Arguments
+    ---------
+    rnn : torch.nn.RNNBase
+        Multi-layer ``LSTM``, ``GRU`` or ``RNN``.
+
+    Example
+    -------
+    >>> rnn = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True,
+    ...                     bidirectional=True)
+    >>> x = torch.rand(2, 5, 3)
+    >>> (y, (h, c)), (y2, (h2, c2)) = rnn(x), LayerwiseRNN(rnn)(x)
+    >>> torch.allclose(y, y2, atol=1e-6), torch.allclose(c, c2, atol=1e-6)
+    (True, True)
+    """
+
+    def __init__(self, rnn):
+        view = RNNView(rnn)
+        kwargs = dict(
+            bias=view.bias,
+            batch_first=view.batch_first,
+            bidirectional=view.dirs == 2,
+            device="meta",
+        )
+        if view.nonlinearity is not None:
+            kwargs["nonlinearity"] = view.nonlinearity
+        layers = []
+        for k in range(view.num_layers):
+            layer = view.cls(view.input_size(k), view.hidden(k), **kwargs)
+            for base, suffix in view.names():
+                setattr(
+                    layer, f"{base}_l0{suffix}", view.param(k, base, suffix)
+                )
+            layers.append(layer)
+        super().__init__(layers, view.dropout)
+        self.dirs = view.dirs
+        self.is_lstm = view.cls is torch.nn.LSTM
+        self.train(rnn.training)
+
+    def flatten_parameters(self):
+        """Nothing to do: the wrapped module's weights are used as they are."""
+
+    def forward(self, x, hx=None):
+        """Runs the layers; ``hx`` as the wrapped module takes it."""
+        per_layer = None
+        if hx is not None:
+            per_layer = [self._state(hx, i) for i in range(self.num_layers)]
+        with warnings.catch_warnings():
+            # cuDNN: the shared weights sit in the wrapped module's flat
+            # buffer, not in one chunk per layer. Harmless here.
+            warnings.filterwarnings(
+                "ignore", message="RNN module weights are not part"
+            )
+            x, states = super().forward(x, per_layer)
+        if self.is_lstm:
+            return x, tuple(torch.cat([s[j] for s in states]) for j in (0, 1))
+        return x, torch.cat(states)
+
+    def _state(self, hx, i):
+        part = slice(i * self.dirs, (i + 1) * self.dirs)
+        if isinstance(hx, tuple):
+            return tuple(h[part] for h in hx)
+        return hx[part]
+
+
+@contextlib.contextmanager
+def layer_by_layer(module):
+    """Per-layer modules of a SpeechBrain RNN, run layer by layer meanwhile.
+
+    A multi-layer torch module is swapped for a :class:`LayerwiseRNN`
+    sharing its Parameters (put back on exit); a :class:`StackedRNN`
+    already runs per layer.
+
+    Example
+    -------
+    >>> net = sb.nnet.RNN.GRU(4, input_size=3, num_layers=2)
+    >>> with layer_by_layer(net) as layers:
+    ...     len(layers), type(net.rnn).__name__
+    (2, 'LayerwiseRNN')
+    >>> type(net.rnn).__name__
+    'GRU'
+    """
+    inner = module.rnn
+    if isinstance(inner, StackedRNN):
+        yield list(inner.layers)
+        return
+    wrapper = LayerwiseRNN(inner)
+    module.rnn = wrapper
+    try:
+        yield list(wrapper.layers)
+    finally:
+        module.rnn = inner

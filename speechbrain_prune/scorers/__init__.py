@@ -15,13 +15,10 @@ whose class subclasses :class:`Scorer` and is decorated with
 
 # Importing the scorer modules fills the registry.
 from speechbrain_prune.scorers.activation import ActivationScorer
-from speechbrain_prune.scorers.base import (
-    ScoreError,
-    Scorer,
-    all_reduce_scores,
-    brain_loss_fn,
-    group_slices,
-)
+from speechbrain_prune.scorers.base import Scorer
+from speechbrain_prune.scorers.brain import brain_loss_fn
+from speechbrain_prune.scorers.checks import ScoreError
+from speechbrain_prune.scorers.distributed import all_reduce_scores
 from speechbrain_prune.scorers.magnitude import MagnitudeScorer
 from speechbrain_prune.scorers.random import RandomScorer
 from speechbrain_prune.scorers.registry import (
@@ -33,6 +30,7 @@ from speechbrain_prune.scorers.sensitivity import (
     AblationScorer,
     FisherScorer,
 )
+from speechbrain_prune.scorers.slices import group_slices
 from speechbrain_prune.scorers.taylor import TaylorScorer
 
 __all__ = [

@@ -8,12 +8,11 @@ channels with the member's layout, so a conv channel pools its values over
 batch, time and frequency bins, and an RNN unit over batch, time steps and
 both directions (columns ``j`` and ``H + j``).
 
-The input of an inner RNN layer is not visible from outside a multi-layer
-``torch.nn.LSTM`` / ``GRU``: while scoring, the module is run layer by
-layer through one-layer modules that share its parameters (the numerics
-are the same), and each layer's input is hooked. A pruned stack
-(:class:`StackedRNN`) and ``LiGRU`` (``module.rnn[k]``) already run per
-layer.
+Where a consumer reads its channels is its handler's answer
+(:meth:`ModuleHandler.tap`): the call's first argument by default, the
+encoder states for an attentional decoder, the input of an inner layer for
+RNNs (a multi-layer ``torch.nn.LSTM`` / ``GRU`` is run layer by layer
+meanwhile, with its own parameters: the numerics are the same).
 
 Padding frames are included in the statistics (the scorer does not see
 lengths).
@@ -23,178 +22,57 @@ Authors
 """
 
 import contextlib
-import warnings
 
-import speechbrain as sb
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from speechbrain_prune.graph.group import Layout
-from speechbrain_prune.handlers.rnn import RNNView
-from speechbrain_prune.scorers.base import Scorer, check_finite
+from speechbrain_prune.handlers import handler_for
+from speechbrain_prune.scorers.base import Scorer
+from speechbrain_prune.scorers.checks import check_finite
 from speechbrain_prune.scorers.options import non_negative, one_of
 from speechbrain_prune.scorers.registry import register_scorer
-from speechbrain_prune.surgery.modules import StackedRNN
 
 STATISTICS = ("mean_abs", "apoz", "variance")
-_TAPS = {}
 
 
-def register_tap(*types):
-    """Decorator: ``fn(module, member, taps) -> (module to hook, getter)``.
+class Taps:
+    """Hooks and temporary changes of one scoring run, undone on exit.
 
-    ``getter(args, kwargs)`` picks the tensor the consumer reads from the
-    hooked module's call; the default is the first positional argument.
-
-    Example
-    -------
-    >>> class Pair(torch.nn.Module):  # reads its channels as 2nd argument
-    ...     def forward(self, a, b):
-    ...         return a + b
-    >>> @register_tap(Pair)
-    ... def _pair_tap(module, member, taps):
-    ...     return module, lambda args, kwargs: args[1]
-    >>> _TAPS[Pair] is _pair_tap
-    True
-    """
-
-    def decorator(fn):
-        for t in types:
-            _TAPS[t] = fn
-        return fn
-
-    return decorator
-
-
-def _first_arg(args, kwargs):
-    return args[0] if args else next(iter(kwargs.values()), None)
-
-
-def _layer(member):
-    return int(member.slot.split(".")[1])
-
-
-@register_tap(sb.nnet.RNN.LSTM, sb.nnet.RNN.GRU, sb.nnet.RNN.RNN)
-def _rnn_tap(module, member, taps):
-    k = _layer(member)
-    if k == 0:
-        return module, _first_arg
-    return taps.rnn_layers(module)[k], _first_arg
-
-
-@register_tap(sb.nnet.RNN.LiGRU)
-def _ligru_tap(module, member, taps):
-    return module.rnn[_layer(member)], _first_arg
-
-
-@register_tap(sb.nnet.RNN.AttentionalRNNDecoder)
-def _decoder_tap(module, member, taps):
-    def enc_states(args, kwargs):
-        return args[1] if len(args) > 1 else kwargs.get("enc_states")
-
-    return module, enc_states
-
-
-class LayerwiseRNN(StackedRNN):
-    """A multi-layer torch RNN run as one-layer modules sharing its weights.
-
-    A :class:`StackedRNN` whose layers use the wrapped module's own
-    Parameters, so each layer's output can be hooked. Returns what the
-    wrapped module returns (output, and final states stacked over layers),
-    so the SpeechBrain wrapper around it is unaware.
+    Handlers' :meth:`ModuleHandler.tap` receive it to enter a context
+    manager once per key for the whole run (an RNN swapped for a
+    layer-by-layer copy of itself).
 
     Arguments
     ---------
-    rnn : torch.nn.RNNBase
-        Multi-layer ``LSTM``, ``GRU`` or ``RNN``.
+    stack : contextlib.ExitStack
+        Closed when the run ends.
 
     Example
     -------
-    >>> rnn = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True,
-    ...                     bidirectional=True)
-    >>> x = torch.rand(2, 5, 3)
-    >>> (y, (h, c)), (y2, (h2, c2)) = rnn(x), LayerwiseRNN(rnn)(x)
-    >>> torch.allclose(y, y2, atol=1e-6), torch.allclose(c, c2, atol=1e-6)
-    (True, True)
+    >>> import contextlib
+    >>> @contextlib.contextmanager
+    ... def swapped():
+    ...     print("in")
+    ...     yield 42
+    ...     print("out")
+    >>> with contextlib.ExitStack() as stack:
+    ...     taps = Taps(stack)
+    ...     taps.enter("k", swapped()), taps.enter("k", swapped())
+    in
+    (42, 42)
+    out
     """
-
-    def __init__(self, rnn):
-        view = RNNView(rnn)
-        kwargs = dict(
-            bias=view.bias,
-            batch_first=view.batch_first,
-            bidirectional=view.dirs == 2,
-            device="meta",
-        )
-        if view.nonlinearity is not None:
-            kwargs["nonlinearity"] = view.nonlinearity
-        layers = []
-        for k in range(view.num_layers):
-            layer = view.cls(view.input_size(k), view.hidden(k), **kwargs)
-            for base, suffix in view.names():
-                setattr(
-                    layer, f"{base}_l0{suffix}", view.param(k, base, suffix)
-                )
-            layers.append(layer)
-        super().__init__(layers, view.dropout)
-        self.dirs = view.dirs
-        self.is_lstm = view.cls is torch.nn.LSTM
-        self.train(rnn.training)
-
-    def flatten_parameters(self):
-        """Nothing to do: the wrapped module's weights are used as they are."""
-
-    def forward(self, x, hx=None):
-        """Runs the layers; ``hx`` as the wrapped module takes it."""
-        per_layer = None
-        if hx is not None:
-            per_layer = [self._state(hx, i) for i in range(self.num_layers)]
-        with warnings.catch_warnings():
-            # cuDNN: the shared weights sit in the wrapped module's flat
-            # buffer, not in one chunk per layer. Harmless here.
-            warnings.filterwarnings(
-                "ignore", message="RNN module weights are not part"
-            )
-            x, states = super().forward(x, per_layer)
-        if self.is_lstm:
-            return x, tuple(torch.cat([s[j] for s in states]) for j in (0, 1))
-        return x, torch.cat(states)
-
-    def _state(self, hx, i):
-        part = slice(i * self.dirs, (i + 1) * self.dirs)
-        if isinstance(hx, tuple):
-            return tuple(h[part] for h in hx)
-        return hx[part]
-
-
-class _Taps:
-    """Hooks installed for one scoring run, removed on exit."""
 
     def __init__(self, stack):
         self.stack = stack
-        self._layers = {}
+        self._entered = {}
 
-    def rnn_layers(self, module):
-        """Per-layer modules of a SpeechBrain RNN, swapping it if needed."""
-        if id(module) not in self._layers:
-            self._layers[id(module)] = self.stack.enter_context(
-                _layer_by_layer(module)
-            )
-        return self._layers[id(module)]
-
-
-@contextlib.contextmanager
-def _layer_by_layer(module):
-    inner = module.rnn
-    if isinstance(inner, StackedRNN):
-        yield list(inner.layers)
-        return
-    wrapper = LayerwiseRNN(inner)
-    module.rnn = wrapper
-    try:
-        yield list(wrapper.layers)
-    finally:
-        module.rnn = inner
+    def enter(self, key, context):
+        """``context``'s value, entered on the first call for ``key``."""
+        if key not in self._entered:
+            self._entered[key] = self.stack.enter_context(context)
+        return self._entered[key]
 
 
 def channel_values(x, layout):
@@ -319,7 +197,7 @@ class ActivationScorer(Scorer):
         """Hooks every consumer of every group, then runs the batches."""
         stats = {g.id: _Stats(g.size) for g in groups}
         with contextlib.ExitStack() as stack:
-            taps = _Taps(stack)
+            taps = Taps(stack)
             for group in groups:
                 for member in group.consumers:
                     handle = self._hook(root, group, member, stats, taps)
@@ -341,12 +219,7 @@ class ActivationScorer(Scorer):
 
     def _hook(self, root, group, member, stats, taps):
         module = root.get_submodule(member.module)
-        tap = _default_tap
-        for t in type(module).__mro__:
-            if t in _TAPS:
-                tap = _TAPS[t]
-                break
-        target, getter = tap(module, member, taps)
+        target, getter = handler_for(module).tap(module, member, taps)
         layout = member.layout or Layout(group.size)
         threshold = self.zero_threshold
 
@@ -364,7 +237,3 @@ class ActivationScorer(Scorer):
             stats[group.id].add(values, threshold)
 
         return target.register_forward_pre_hook(pre_hook, with_kwargs=True)
-
-
-def _default_tap(module, member, taps):
-    return module, _first_arg

@@ -6,9 +6,10 @@ Authors
  * speechbrain-prune team 2026
 """
 
-from speechbrain_prune.scorers.base import Scorer, channel_sum, group_slices
+from speechbrain_prune.scorers.base import Scorer
 from speechbrain_prune.scorers.options import flag, one_of, positive_int
 from speechbrain_prune.scorers.registry import register_scorer
+from speechbrain_prune.scorers.slices import channel_sum, group_slices
 
 
 @register_scorer("magnitude")

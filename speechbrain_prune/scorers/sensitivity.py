@@ -17,20 +17,22 @@ import torch
 from tqdm.auto import tqdm
 
 from speechbrain_prune.handlers import handler_for
-from speechbrain_prune.scorers.base import (
+from speechbrain_prune.scorers.base import Scorer
+from speechbrain_prune.scorers.checks import (
     ScoreError,
-    Scorer,
-    _is_main_rank,
-    channel_sum,
     check_grads,
     check_loss,
-    group_slices,
-    loss_and_grads,
-    restored,
-    slice_params,
 )
+from speechbrain_prune.scorers.distributed import is_main_rank
+from speechbrain_prune.scorers.gradients import loss_and_grads
 from speechbrain_prune.scorers.options import flag, integer, one_of
 from speechbrain_prune.scorers.registry import register_scorer
+from speechbrain_prune.scorers.slices import (
+    channel_sum,
+    group_slices,
+    slice_params,
+)
+from speechbrain_prune.scorers.state import restored, seeded
 
 FISHER_MODES = ("obd", "group")
 
@@ -225,7 +227,7 @@ class AblationScorer(Scorer):
         bar = tqdm(
             total=sum(g.size for g in groups),
             desc="AblationScorer",
-            disable=not self.progress or not _is_main_rank(),
+            disable=not self.progress or not is_main_rank(),
             leave=False,
         )
         out = {}
@@ -248,7 +250,7 @@ class AblationScorer(Scorer):
     def _losses(self, loss_fn, batches, where):
         losses = torch.zeros(len(batches), dtype=torch.float64)
         for b, batch in enumerate(batches):
-            with torch.no_grad(), _seeded(self.seed + b):
+            with torch.no_grad(), seeded(self.seed + b):
                 loss = loss_fn(batch)
             if where is None:
                 check_loss(loss, b)
@@ -259,21 +261,3 @@ class AblationScorer(Scorer):
                 )
             losses[b] = loss.item()
         return losses
-
-
-class _seeded:
-    """Forks the RNG and seeds it, so repeated passes draw the same."""
-
-    def __init__(self, seed):
-        self.seed = seed
-        devices = []
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            devices = [torch.cuda.current_device()]
-        self.fork = torch.random.fork_rng(devices=devices)
-
-    def __enter__(self):
-        self.fork.__enter__()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        return self.fork.__exit__(*exc)

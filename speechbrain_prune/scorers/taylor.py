@@ -14,16 +14,16 @@ Authors
 
 import torch
 
-from speechbrain_prune.scorers.base import (
-    Scorer,
-    channel_sum,
-    check_finite,
-    group_slices,
-    loss_and_grads,
-    slice_params,
-)
+from speechbrain_prune.scorers.base import Scorer
+from speechbrain_prune.scorers.checks import check_finite
+from speechbrain_prune.scorers.gradients import loss_and_grads
 from speechbrain_prune.scorers.options import one_of
 from speechbrain_prune.scorers.registry import register_scorer
+from speechbrain_prune.scorers.slices import (
+    channel_sum,
+    group_slices,
+    slice_params,
+)
 
 VARIANTS = ("abs", "squared", "abs_of_mean")
 

@@ -47,8 +47,7 @@ def depth_scores(
     >>> list(scores), net.rnn.num_layers
     (['rnn:0', 'rnn:1'], 2)
     """
-    from speechbrain_prune.scorers.base import restored, scoring_state
-    from speechbrain_prune.scorers.sensitivity import _seeded
+    from speechbrain_prune.scorers.state import restored, scoring_state, seeded
 
     kept = list(itertools.islice(iter(batches), n_batches))
     if not kept:
@@ -57,7 +56,7 @@ def depth_scores(
     def losses():
         out = []
         for b, batch in enumerate(kept):
-            with torch.no_grad(), _seeded(seed + b):
+            with torch.no_grad(), seeded(seed + b):
                 loss = loss_fn(batch)
             if not torch.isfinite(loss):
                 raise ScoreError(f"The loss is {loss.item()} at batch {b}")

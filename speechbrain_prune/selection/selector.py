@@ -192,6 +192,30 @@ class Selector:
         self._latency = None
         self.report = {}
 
+    def options(self):
+        """Its options, without ``target`` and ``latency_table``: what a
+        :class:`~speechbrain_prune.training.Pruner` declared with
+        ``selection: !new:speechbrain_prune.selection.Selector`` builds
+        each stage's selector from.
+
+        Example
+        -------
+        >>> Selector(round_to=8, protect="*.block_0.*").options()["protect"]
+        ['*.block_0.*']
+        """
+        return {
+            "target_type": self.target_type,
+            "normalization": self.normalization,
+            "mode": self.mode,
+            "cost_aware": self.cost_aware,
+            "cost": self.cost,
+            "min_keep": self.min_keep,
+            "min_keep_fraction": self.min_keep_fraction,
+            "round_to": self.round_to,
+            "protect": list(self.protect),
+            "seed": self.seed,
+        }
+
     # Checks -----------------------------------------------------------------
     def candidates(self, root, groups):
         """``group id -> allowed removal counts`` of the groups that may go.

@@ -147,14 +147,7 @@ def remove_block(root, block_name):
     parent_name, _, child = block_name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     block = parent.get_submodule(child)
-    widths = []
-    for sub in block.modules():
-        for attr in ("w", "conv"):
-            inner = getattr(sub, attr, None)
-            if isinstance(inner, torch.nn.Linear):
-                widths.append((inner.in_features, inner.out_features))
-            elif isinstance(inner, (torch.nn.Conv1d, torch.nn.Conv2d)):
-                widths.append((inner.in_channels, inner.out_channels))
+    widths = layer_widths(block)
     if len(widths) != 1 or widths[0][0] != widths[0][1]:
         raise ValueError(
             f"Block {block_name} maps widths {widths}; only a block with one "
@@ -162,8 +155,34 @@ def remove_block(root, block_name):
         )
     if not isinstance(parent, torch.nn.ModuleDict):
         raise TypeError(f"{parent_name} is not a container blocks can leave")
-    if parent_name.endswith("DNN") and len(parent) == 1:
+    if len(parent) == 1:
+        kind = parent_name.rpartition(".")[2] or "container's"
         raise ValueError(
-            f"Block {block_name} is the last DNN block; it cannot be removed"
+            f"Block {block_name} is the last {kind} block; it cannot be removed"
         )
     del parent[child]
+
+
+def layer_widths(module):
+    """``(in, out)`` of every width-mapping layer in ``module``.
+
+    What each layer maps is its handler's answer
+    (:meth:`ModuleHandler.widths`); layers without a handler are looked
+    into.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.CRDNN import DNN_Block
+    >>> layer_widths(DNN_Block(input_shape=(1, 5, 4), neurons=6))
+    [(4, 6)]
+    """
+    from speechbrain_prune.handlers import handler_for
+
+    handler = handler_for(module)
+    if handler is not None:
+        found = handler.widths(module)
+        return [] if found is None else [found]
+    out = []
+    for child in module.children():
+        out += layer_widths(child)
+    return out

@@ -10,6 +10,10 @@ import speechbrain as sb
 class PruningBrain(sb.Brain):
     """A ``Brain`` with pruning stages (subclass it instead of ``Brain``).
 
+    It overrides the Brain's ``_fit_train`` (the stages due run at the
+    start of a training epoch) and ``fit_batch`` (the random state after a
+    recovery); a recipe that overrides them too must call ``super()``.
+
     The pruner comes from the ``pruner`` argument or ``hparams["pruner"]``.
     A checkpointer, if any, must be a :class:`PruningCheckpointer` (it
     records the plan in every checkpoint and chooses which to load).
@@ -60,3 +64,16 @@ class PruningBrain(sb.Brain):
             )
         self.pruner = pruner
         pruner.attach(self)
+
+    # SpeechBrain's training loop, with the pruner's calls ------------------
+    def _fit_train(self, train_set, epoch, enable):
+        """Runs the stages due at the start of ``epoch``, then the epoch."""
+        self.pruner.on_epoch_start(train_set, epoch)
+        result = super()._fit_train(train_set, epoch, enable)
+        self.pruner.on_epoch_end()
+        return result
+
+    def fit_batch(self, batch):
+        """One training step (after a recovery, on the restored RNG)."""
+        self.pruner.on_batch_start()
+        return super().fit_batch(batch)

@@ -11,7 +11,8 @@ each training epoch (``Brain._fit_train``) it runs the stages that are due:
    to find the dependency groups of ``brain.modules``;
 2. score every prunable channel with the scorer, on training batches, via
    the recipe's own ``compute_objectives``;
-3. select the channels to remove so that the stage's MAC target is met;
+3. select the channels (and, with ``depth``, whole layers) to remove so
+   that the stage's target (parameters, MACs or latency) is met;
 4. remove them (surgery), record the step in the plan, remap the
    optimizer state, re-wrap DDP, log a table to the train log.
 
@@ -45,19 +46,36 @@ from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
-from speechbrain_prune.selection import Selector
+from speechbrain_prune.selection import SelectionError, Selector
+from speechbrain_prune.selection.joint import (
+    PruningChoice,
+    allowed_depth_candidates,
+    choose_depth_and_width,
+    latency_cost_ratio,
+    ordered_depth,
+    table_without,
+)
+from speechbrain_prune.training.hook import InstanceHook
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
     dense_architecture,
 )
 from speechbrain_prune.training.optim import optimizers_of, remap_optimizer
 from speechbrain_prune.training.schedule import PruningSchedule
+from speechbrain_prune.training.unattached import watch
 from speechbrain_prune.utils import copy_module
 
 logger = logging.getLogger(__name__)
 
 #: How the stage targets' measure is written in logs.
 MEASURES = {"macs": "MACs", "params": "parameters", "latency": "latency"}
+
+#: What stage targets count when ``selection.target_type`` is not given.
+#: Parameters, not MACs: on SpeechBrain's stock TIMIT CTC CRDNN a 50 % MAC
+#: cut removed cheap CNN channels and left CPU latency at x1.02, while a
+#: 50 % parameter cut reached the sequential RNN (CPU x0.63; x0.52 on the
+#: LibriSpeech seq2seq encoder). See README.md, "Which measure".
+DEFAULT_MEASURE = "params"
 
 #: Key of the number of pruning steps in a checkpoint's metadata.
 PRUNING_STEPS = "pruning_steps"
@@ -73,16 +91,21 @@ class Pruner:
         Importance criterion (``!new:speechbrain_prune.scorers.TaylorScorer``
         or a registered name such as ``"taylor"``).
     target : float, optional
-        Final fraction of the unpruned model's MACs to remove (with
+        Final fraction of the unpruned model's parameters (or of the
+        measure ``selection.target_type`` names) to remove (with
         ``start_epoch``, ``n_stages``, ``every``, ``ramp``), or
     stages : list of dict, optional
         explicit stages ``[{epoch: 3, target: 0.3}, ...]``.
     start_epoch, n_stages, every, ramp :
         See :class:`PruningSchedule`.
-    selection : dict, optional
-        Options for :func:`speechbrain_prune.selection.select` (e.g.
+    selection : dict or Selector, optional
+        Options of :class:`speechbrain_prune.selection.Selector` (e.g.
         ``protect``, ``min_keep_fraction``, ``round_to``, ``mode``,
-        ``normalization``, ``target_type``).
+        ``normalization``, ``target_type``: ``params`` by default,
+        ``macs`` or ``latency``), as a dict or as a Selector built in YAML
+        (``!new:speechbrain_prune.selection.Selector``; its ``target`` is
+        ignored, the stages set it, and its ``target_type`` defaults to
+        ``macs``: name it).
     couplings : dict, optional
         ``consumer -> producer`` top-level modules the traced forward does
         not show (see :func:`discover_groups`).
@@ -99,6 +122,16 @@ class Pruner:
     latency : LatencySetup, optional
         Where and how latency targets are timed (``selection: {target_type:
         latency}``); default: CPU, 2 threads, batch 1, 10 s of audio.
+    schedule : PruningSchedule, optional
+        The stages as an object (``!new:speechbrain_prune.PruningSchedule``)
+        instead of ``target`` / ``stages`` and their keys.
+    depth : bool, optional
+        Whole RNN layers and DNN blocks may go too, ranked with the
+        channels (:mod:`speechbrain_prune.selection.joint`: each mix of
+        removed layers is completed by the channel selection and the one
+        whose pruned model has the lowest loss wins). Default: on for
+        latency targets (on a GPU only fewer layers are faster), off for
+        MACs and parameters.
     seed : int
         Seeds the choice of scoring batches (and the random scorer).
 
@@ -125,19 +158,41 @@ class Pruner:
         recalibrate_batches=0,
         scoring_batch_size=None,
         latency=None,
+        depth=None,
+        schedule=None,
         seed=0,
     ):
-        self.schedule = PruningSchedule(
-            stages=stages,
-            target=target,
-            start_epoch=start_epoch,
-            n_stages=n_stages,
-            every=every,
-            ramp=ramp,
-        )
+        if depth is not None and not isinstance(depth, bool):
+            raise ValueError(
+                f"`depth` must be true, false or left out, got {depth!r}"
+            )
+        self.depth = depth
+        if schedule is None:
+            schedule = PruningSchedule(
+                stages=stages,
+                target=target,
+                start_epoch=start_epoch,
+                n_stages=n_stages,
+                every=every,
+                ramp=ramp,
+            )
+        elif not isinstance(schedule, PruningSchedule):
+            raise ValueError(
+                "`schedule` must be a speechbrain_prune.PruningSchedule "
+                f"(`!new:`), got {type(schedule).__name__}"
+            )
+        elif target is not None or stages is not None:
+            raise ValueError(
+                "Give the stages once: either `schedule` or `target` / "
+                "`stages` (with start_epoch, n_stages, every, ramp)"
+            )
+        self.schedule = schedule
         self.scorer = (
             scorer if isinstance(scorer, Scorer) else get_scorer(scorer)
         )
+        if isinstance(selection, Selector):
+            # The stages set the target; the selector gives the options.
+            selection = selection.options()
         self.selection = dict(selection or {})
         self.latency = latency
         self._check_selection_keys()
@@ -158,6 +213,8 @@ class Pruner:
         self._dense = None
         self._latency = None
         self._validated = False
+        self._hook = None
+        watch(self)  # a pruner that never reaches its Brain: loud error
 
     # Attaching to a Brain ---------------------------------------------------
     def attach(self, brain, checkpointer=None):
@@ -180,26 +237,56 @@ class Pruner:
         checkpointer = checkpointer or brain.checkpointer
         if checkpointer is not None:
             put_first(checkpointer, "pruner", self)
-        original = brain._fit_train
+        from speechbrain_prune.training.brain import PruningBrain
 
-        def _fit_train(train_set, epoch, enable):
-            self.on_epoch_start(train_set, epoch)
-            return original(train_set, epoch, enable)
+        if not isinstance(brain, PruningBrain):
+            # SpeechBrain's own train.py: the one hook on the instance.
+            self._hook = InstanceHook(brain, self)
 
-        brain._fit_train = _fit_train
+    def detach(self):
+        """Disconnects from the Brain: its own methods come back, the
+        checkpointer forgets the pruner. Stages done stay done (the model
+        keeps its pruned shapes); attach again to go on.
 
-        fit_batch = brain.fit_batch
+        Example
+        -------
+        >>> import torch, speechbrain as sb
+        >>> brain = sb.Brain({"lin": torch.nn.Linear(2, 2)})
+        >>> pruner = Pruner("magnitude", target=0.3)
+        >>> pruner.attach(brain)
+        >>> "_fit_train" in vars(brain)
+        True
+        >>> pruner.detach()
+        >>> "_fit_train" in vars(brain), pruner.brain
+        (False, None)
+        """
+        if self.brain is None:
+            return
+        if self._hook is not None:
+            self._hook.detach()
+            self._hook = None
+        checkpointer = getattr(self.brain, "checkpointer", None)
+        if checkpointer is not None:
+            if checkpointer.recoverables.get("pruner") is self:
+                del checkpointer.recoverables["pruner"]
+                checkpointer.optional_recoverables.pop("pruner", None)
+        self.brain = None
 
-        def fit_batch_after_restore(batch):
-            # After an intra-epoch recovery the random state is restored
-            # here, at the step where the interrupted run went on: the
-            # training loader has drawn a seed from it in between.
-            if self._pending_rng is not None:
-                _set_rng(self._pending_rng)
-                self._pending_rng = None
-            return fit_batch(batch)
+    def on_epoch_end(self):
+        """After an epoch's training: a random state still pending (the
+        run resumed from a checkpoint taken after the epoch's last batch,
+        so no batch restored it) is restored before validation draws."""
+        if self._pending_rng is not None:
+            _set_rng(self._pending_rng)
+            self._pending_rng = None
 
-        brain.fit_batch = fit_batch_after_restore
+    def on_batch_start(self):
+        """Before a training step: after an intra-epoch recovery the random
+        state is restored here, at the step where the interrupted run went
+        on (the training loader has drawn a seed from it in between)."""
+        if self._pending_rng is not None:
+            _set_rng(self._pending_rng)
+            self._pending_rng = None
 
     def _check_selection_keys(self):
         """Builds a Selector once now, so bad options fail at YAML load."""
@@ -212,7 +299,7 @@ class Pruner:
                 f"Unknown key(s) {sorted(unknown)} under the pruner's "
                 f"`selection`; known keys: {sorted(known)}"
             )
-        measure = self.selection.get("target_type", "macs")
+        measure = self.selection.get("target_type", DEFAULT_MEASURE)
         if measure not in MEASURES:
             raise ValueError(
                 f"selection.target_type {measure!r}: pruning stages count "
@@ -231,16 +318,22 @@ class Pruner:
         self._selector(self.schedule.stages[-1][1], table)
 
     def _selector(self, target, latency_table=None):
+        options = dict(self.selection, target_type=self.measure)
         if self.measure == "latency":
-            return Selector(
-                target=target, latency_table=latency_table, **self.selection
-            )
-        return Selector(target=target, **self.selection)
+            options["latency_table"] = latency_table
+        return Selector(target=target, **options)
+
+    @property
+    def uses_depth(self):
+        """Whether stages may remove whole layers and blocks."""
+        if self.depth is None:
+            return self.measure == "latency"
+        return self.depth
 
     @property
     def measure(self):
         """What the stage targets count: ``macs``, ``params``, ``latency``."""
-        return self.selection.get("target_type", "macs")
+        return self.selection.get("target_type", DEFAULT_MEASURE)
 
     def _cost(self, root, run):
         """The measure the targets count in (MACs or parameters)."""
@@ -310,6 +403,7 @@ class Pruner:
 
     def _validate(self, train_set, epoch):
         """Dry run before training: trace a batch, check groups and costs."""
+        self._check_schedule_fits(epoch)
         with self._unwrapped() as root:
             batch = self._reference_batch(train_set)
             run = self._runner(batch)
@@ -336,14 +430,65 @@ class Pruner:
                     table = self._latency_cache(0, scratch, groups, train_set)[
                         "table"
                     ]
-                self._selector(self.schedule.stages[-1][1], table).check(
-                    scratch, groups, run
-                )
+                self._check_reachable(scratch, groups, run, table)
         self._validated = True
+
+    def _check_reachable(self, scratch, groups, run, table):
+        """Raises now if the last stage's target cannot be met, with whole
+        layers removed too where the pruner allows depth."""
+        target = self.schedule.stages[-1][1]
+        try:
+            self._selector(target, table).check(scratch, groups, run)
+            return
+        except SelectionError:
+            candidates = self._depth_candidates(scratch)
+            if not candidates:
+                raise
+        model, removed = copy_module(scratch), []
+        for cand in ordered_depth(candidates):
+            try:
+                cand.apply(model)
+            except (ValueError, TypeError):
+                continue
+            removed.append(cand)
+        sub = None
+        if table is not None:
+            ratio = latency_cost_ratio(table)(model, removed)
+            sub = table_without(table, removed)
+        else:
+            ratio = self._cost(copy_module(model), run) / self._cost(
+                copy_module(scratch), run
+            )
+        if ratio <= 1.0 - target:
+            return
+        groups = self._groups(copy_module(model), run)
+        self._selector(1.0 - (1.0 - target) / ratio, sub).check(
+            model, groups, run
+        )
+
+    def _check_schedule_fits(self, epoch):
+        """Every stage not yet done must fall within the run's epochs.
+
+        The last epoch is the limit of the recipe's ``epoch_counter`` (in
+        ``hparams``), checked only when that counter is the one driving
+        ``fit`` (its ``current`` is this epoch): a recipe without one, or
+        looping otherwise, is not checked. A run resumed with a larger
+        ``number_of_epochs`` is checked against the new limit. A run in
+        which no stage runs at all (a dense phase) is a warning.
+        """
+        hparams = getattr(self.brain, "hparams", None)
+        counter = getattr(hparams, "epoch_counter", None)
+        limit = getattr(counter, "limit", None)
+        if limit is None or getattr(counter, "current", None) != epoch:
+            return
+        dense = self.schedule.check_within(limit, self.done)
+        if dense:
+            logger.warning(dense)
 
     # A stage --------------------------------------------------------------
     def run_stage(self, index, train_set, epoch):
-        """Scores, selects and removes channels for stage ``index``."""
+        """Scores, selects and removes channels (and layers) for stage
+        ``index``."""
         brain = self.brain
         start = time.time()
         stage_epoch, target = self.schedule.stages[index]
@@ -358,33 +503,26 @@ class Pruner:
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
             goal = (1.0 - target) * self._base_cost()
-            sizes_before = {g.id: g.size for g in groups.values()}
-            removals = {}
+            choice = PruningChoice([], groups, {})
             latency = None
             if self.measure == "latency":
                 latency = self._latency_cache(index, scratch, groups, train_set)
                 cost_before = latency["current_ratio"]
             else:
                 cost_before = self._cost(scratch, run)
+            report = []
             if cost_before > goal:
                 batches = self._scoring_batches(train_set, index)
-                scores = self.scorer.score(
-                    root, groups, batches, brain_loss_fn(brain)
+                chooser = _StageChoice(
+                    self, root, scratch, groups, run, batches, report
                 )
-                costs = group_costs(scratch, groups, run)
-
-                def select(fraction, table=None):
-                    return self._selector(fraction, table).select(
-                        scratch, groups, scores, run=run, costs=costs
-                    )
-
                 if latency is None:
-                    removals = select(1.0 - goal / cost_before)
+                    choice = chooser(1.0 - goal / cost_before)
                 else:
-                    removals, latency = self._latency_choice(
-                        index, scratch, groups, train_set, select, target
+                    choice, latency = self._latency_choice(
+                        index, scratch, groups, train_set, chooser, target
                     )
-                ledger = self.plan.prune(root, groups, removals)
+                ledger = choice.apply(root, plan=self.plan)
                 for opt in optimizers_of(brain):
                     remap_optimizer(
                         opt, ledger, root.parameters(), self.reset_optimizer
@@ -405,11 +543,11 @@ class Pruner:
                 f"Pruning stage {index + 1} at epoch {epoch} did not reach "
                 f"its target ({target:.0%} fewer {MEASURES[self.measure]} "
                 f"than unpruned: at most {goal:,.0f}, the model has "
-                f"{cost_after:,.0f}); {sum(map(len, removals.values()))} "
-                "channels were removed. Relax the `selection` constraints "
-                "or lower the target."
+                f"{cost_after:,.0f}); {choice.describe()} were removed. "
+                "Relax the `selection` constraints or lower the target."
             )
         self.done.append(index)
+        shown = choice.groups if choice.groups is not None else groups
         record = {
             "stage": index,
             "epoch": epoch,
@@ -432,15 +570,60 @@ class Pruner:
                     "measured_ratio", latency["current_ratio"]
                 ),
             },
+            "depth": [c.name for c in choice.depth],
+            "mixes": report,
             "groups": [
-                (gid, size - len(removals.get(gid, ())), size)
-                for gid, size in sizes_before.items()
-                if groups[gid].prunable
+                (g.id, g.size - len(choice.removals.get(g.id, ())), g.size)
+                for g in shown.values()
+                if g.prunable
             ],
         }
         self.history.append(record)
         self._log(record)
         return record
+
+    def _depth_candidates(self, scratch):
+        if not self.uses_depth:
+            return []
+        return allowed_depth_candidates(
+            scratch, self.selection.get("protect", ()) or ()
+        )
+
+    def _swapped(self, modules):
+        """Context: ``brain.modules`` is ``modules`` meanwhile."""
+        return _Swapped(self.brain, modules)
+
+    def _loss_of(self, batches):
+        """``loss_of(modules)``: mean training loss of ``modules`` on
+        ``batches`` (eval mode, no gradient, seeded per batch, averaged
+        over ranks), the measure that candidate mixes are compared by."""
+        loss_fn = brain_loss_fn(self.brain)
+
+        def loss_of(modules):
+            was_training = modules.training
+            modules.eval()
+            total = torch.zeros(2, dtype=torch.float64)
+            try:
+                with self._swapped(modules), torch.no_grad():
+                    for b, batch in enumerate(batches):
+                        with torch.random.fork_rng(devices=[]):
+                            torch.manual_seed(self.seed + 7919 * b)
+                            loss = loss_fn(batch)
+                        total[0] += float(loss)
+                        total[1] += 1
+            finally:
+                modules.train(was_training)
+            if (
+                torch.distributed.is_available()
+                and torch.distributed.is_initialized()
+            ):
+                device = next(modules.parameters()).device
+                total = total.to(device)
+                torch.distributed.all_reduce(total)
+                total = total.cpu()
+            return float(total[0] / max(float(total[1]), 1.0))
+
+        return loss_of
 
     # Latency stages -----------------------------------------------------
     def _latency_stage(self):
@@ -484,7 +667,7 @@ class Pruner:
         )
         cache = stage.load(index)
         if not cache.get("fraction"):
-            return {}, cache
+            return PruningChoice(), cache
         return select(cache["fraction"], cache["table"]), cache
 
     # Pieces -------------------------------------------------------------
@@ -596,16 +779,28 @@ class Pruner:
         return next(iter(self._loader(train_set, self.seed)))
 
     def _scoring_batches(self, train_set, index):
+        """The scorer's batches; fewer than ``n_batches``: a warning."""
         n = self.scorer.n_batches
         loader = self._loader(train_set, self.seed + 1000 * (index + 1))
+        where = ""
         if (
             torch.distributed.is_available()
             and torch.distributed.is_initialized()
         ):
             rank = torch.distributed.get_rank()
             world = torch.distributed.get_world_size()
-            return list(itertools.islice(loader, rank, n * world, world))
-        return list(itertools.islice(loader, n))
+            batches = list(itertools.islice(loader, rank, n * world, world))
+            where = f" on rank {rank} of {world}"
+        else:
+            batches = list(itertools.islice(loader, n))
+        if len(batches) < n and not getattr(self.scorer, "data_free", False):
+            logger.warning(
+                f"Pruning stage {index + 1}: the scorer's `n_batches` is {n} "
+                f"but the training data gives {len(loader)} batches of "
+                f"{loader.batch_size}: scored on {len(batches)} batches"
+                f"{where}. Lower `n_batches` to match."
+            )
+        return batches
 
     def _recalibrate(self, root, train_set, index):
         """Re-estimates BatchNorm running statistics after surgery.
@@ -667,6 +862,19 @@ class Pruner:
         ]
         for gid, kept, total in record["groups"]:
             lines.append(f"| {gid} | {kept} / {total} |")
+        if record.get("mixes"):
+            lines.append(
+                "Layers and channels ranked together (loss of each mix on "
+                "the scoring batches):"
+            )
+            for row in record["mixes"]:
+                loss = "-" if row["loss"] is None else f"{row['loss']:.4f}"
+                mark = " <- chosen" if row.get("chosen") else ""
+                lines.append(
+                    f"  removed layers {row['depth'] or 'none'}, "
+                    f"{row['channels']} channels: loss {loss}"
+                    f"{' ' + row['note'] if row['note'] else ''}{mark}"
+                )
         if record.get("latency"):
             lat = record["latency"]
             lines.append(
@@ -722,6 +930,7 @@ class Pruner:
                 "PruningCheckpointer only loads checkpoints of the live "
                 "structure or later; build a fresh model to load this one."
             )
+        self._reconcile(state["done"], state.get("history", []), path)
         extra = PruningPlan(plan.steps[live:])
         if len(extra) and self.brain is not None:
             with self._unwrapped() as root:
@@ -731,7 +940,7 @@ class Pruner:
         elif len(extra):
             raise RuntimeError("The pruner must be attached before recovery")
         self.plan = plan
-        self.done = list(state["done"])
+        self.done = self._reconcile(state["done"], state.get("history", []))
         self.base_macs = state["base_macs"]
         self.base_params = state["base_params"]
         self.history = list(state.get("history", []))
@@ -741,6 +950,174 @@ class Pruner:
             _set_rng(rng)
         elif rng:
             self._pending_rng = rng
+
+    def _reconcile(self, done, history, path=None):
+        """The stages done, matched with the YAML's (maybe changed) schedule.
+
+        Targets are cumulative, so what counts is how far the checkpoint's
+        model was pruned (``reached``, the highest target of its stages in
+        the current measure). A stage done there whose YAML target is now
+        higher is done again, pruning the rest, at the next epoch start; a
+        model pruned beyond the YAML's final target is an error (removed
+        channels cannot come back). Called first with ``path`` (checks
+        only, before the model changes), then to get the stages done.
+        """
+        stages = self.schedule.stages
+        reached = max(
+            (
+                r["target"]
+                for r in history
+                if r.get("measure", "macs") == self.measure
+                and r["stage"] in done
+            ),
+            default=None,
+        )
+        final = stages[-1][1]
+        if reached is not None and reached > final + 1e-9:
+            raise ValueError(
+                f"The checkpoint{' ' + str(path) if path else ''} holds a "
+                f"model pruned to {reached:.0%} fewer "
+                f"{MEASURES[self.measure]}, but the pruner's `target` (or "
+                f"last of `stages`) is now {final:.0%}: removed channels "
+                "cannot come back. Set the target back to at least "
+                f"{reached:g}, or start a fresh run (another "
+                "`output_folder`) for a smaller target."
+            )
+        if path is not None:
+            return done
+        kept = []
+        for i in done:
+            if i >= len(stages):
+                continue  # the schedule has fewer stages now
+            if reached is not None and stages[i][1] > reached + 1e-9:
+                logger.warning(
+                    f"Pruning stage {i + 1} was done to {reached:.0%} fewer "
+                    f"{MEASURES[self.measure]} (checkpoint); the schedule now "
+                    f"asks {stages[i][1]:.0%} (`target`/`stages` changed): it "
+                    "runs again at the start of the next epoch, pruning the "
+                    "rest (when the run has epochs left: raise "
+                    "`number_of_epochs` otherwise)."
+                )
+                continue
+            kept.append(i)
+        return kept
+
+
+class _Swapped:
+    def __init__(self, brain, modules):
+        self.brain, self.modules, self.live = brain, modules, None
+
+    def __enter__(self):
+        self.live = self.brain.modules
+        self.brain.modules = self.modules
+        return self.modules
+
+    def __exit__(self, *exc):
+        self.brain.modules = self.live
+        return False
+
+
+class _StageChoice:
+    """``choose(fraction, table=None) -> PruningChoice`` for one stage.
+
+    Width only, or width and depth in one ranking
+    (:func:`choose_depth_and_width`) when the pruner allows depth and the
+    model has removable layers. The current model's channel scores are
+    computed once and reused by every call (a latency stage may select
+    more than once); a mix without some layers is scored on its own copy.
+    """
+
+    def __init__(self, pruner, root, scratch, groups, run, batches, report):
+        self.pruner = pruner
+        self.root = root
+        self.scratch = scratch
+        self.groups = groups
+        self.run = run
+        self.batches = batches
+        self.report = report
+        self.candidates = pruner._depth_candidates(scratch)
+        self._scores = None
+        self._costs = None
+        self._base_cost = None
+
+    def _width(self, model, groups, fraction, table, scores, costs):
+        selector = self.pruner._selector(fraction, table)
+        if table is not None:
+            # Groups the table has no curve for (renamed by an earlier
+            # depth removal) keep their width.
+            unknown = [
+                g.id for g in groups.prunable() if g.id not in table["groups"]
+            ]
+            selector.protect = selector.protect + unknown
+        return selector.select(
+            copy_module(model), groups, scores, run=self.run, costs=costs
+        )
+
+    def _unit_costs(self, model, groups):
+        """Per-channel MACs and parameters, when the selection counts
+        MACs (a forward per group); else the selector's meter measures
+        what it needs itself."""
+        pruner = self.pruner
+        cost = pruner.selection.get("cost") or pruner.measure
+        if "macs" not in (pruner.measure, cost):
+            return None
+        return group_costs(model, groups, self.run)
+
+    def _exact_cost_ratio(self, model, depth):
+        pruner = self.pruner
+        if self._base_cost is None:
+            self._base_cost = pruner._cost(self.scratch, self.run)
+        return pruner._cost(copy_module(model), self.run) / self._base_cost
+
+    def current_scores(self):
+        if self._scores is None:
+            pruner = self.pruner
+            loss_fn = brain_loss_fn(pruner.brain)
+            self._scores = pruner.scorer.score(
+                self.root, self.groups, self.batches, loss_fn
+            )
+            self._costs = self._unit_costs(self.scratch, self.groups)
+        return self._scores, self._costs
+
+    def __call__(self, fraction, table=None):
+        if not self.candidates:
+            scores, costs = self.current_scores()
+            removals = self._width(
+                self.scratch, self.groups, fraction, table, scores, costs
+            )
+            return PruningChoice([], self.groups, removals)
+        pruner = self.pruner
+
+        if table is not None:
+            cost_ratio = latency_cost_ratio(table)
+        else:
+            cost_ratio = self._exact_cost_ratio
+
+        def width_choice(model, fraction, depth):
+            if not depth:
+                scores, costs = self.current_scores()
+                groups = self.groups
+            else:
+                groups = pruner._groups(copy_module(model), self.run)
+                with pruner._swapped(model):
+                    scores = pruner.scorer.score(
+                        model, groups, self.batches, brain_loss_fn(pruner.brain)
+                    )
+                costs = self._unit_costs(copy_module(model), groups)
+            sub = None if table is None else table_without(table, depth)
+            removals = self._width(model, groups, fraction, sub, scores, costs)
+            return groups, removals
+
+        choice, rows = choose_depth_and_width(
+            copy_module(self.root),
+            self.candidates,
+            1.0 - fraction,
+            cost_ratio,
+            width_choice,
+            pruner._loss_of(self.batches),
+        )
+        self.report[:] = rows
+        return choice
 
 
 def _set_rng(state):

@@ -58,7 +58,11 @@ class PruningSchedule:
                     "The pruning schedule needs `stages` or `target`"
                 )
             stages = self._ramp(target, start_epoch, n_stages, every, ramp)
+            self.keys = (
+                f"start_epoch={start_epoch}, n_stages={n_stages}, every={every}"
+            )
         else:
+            self.keys = "stages"
             stages = [self._parse(s) for s in stages]
         epochs = [e for e, _ in stages]
         targets = [t for _, t in stages]
@@ -115,6 +119,75 @@ class PruningSchedule:
             for i, (e, _) in enumerate(self.stages)
             if e <= epoch and i not in done
         ]
+
+    def check_within(self, last_epoch, done=()):
+        """Checks that the stages not yet done fall within ``last_epoch``.
+
+        A stage runs at the start of its epoch, so a stage scheduled after
+        the run's last epoch never runs. When some stages would run and
+        others not (an iterative schedule cut short, or a resumed run), the
+        model would end part-way to its target: an error. When no stage
+        runs in this run at all (none done, all later), the run is a dense
+        phase to be resumed with more epochs (as the demo's dense runs
+        are): the message is returned for a warning. Stages already done
+        are not checked again.
+
+        Arguments
+        ---------
+        last_epoch : int
+            The run's last epoch (the epoch counter's ``limit``, i.e. the
+            recipe's ``number_of_epochs``).
+        done : list of int
+            Indices of the stages already done.
+
+        Returns
+        -------
+        str or None
+            What to warn about when the model stays dense in this run.
+
+        Example
+        -------
+        >>> s = PruningSchedule(target=0.3, start_epoch=1, n_stages=3, every=2)
+        >>> s.check_within(5)
+        >>> s.check_within(3)
+        Traceback (most recent call last):
+        ...
+        ValueError: Pruning stage 3 of 3 is scheduled at ... epoch 5 ...
+        >>> print(PruningSchedule(target=0.3, start_epoch=10).check_within(3))
+        No pruning stage runs in this run: stage 1 of 1 is ... epoch 10 ...
+        """
+        late = [
+            (i, e)
+            for i, (e, _) in enumerate(self.stages)
+            if i not in done and e > last_epoch
+        ]
+        if not late:
+            return None
+        index, epoch = late[0]
+        reached = [t for e, t in self.stages if e <= last_epoch]
+        epochs = [e for e, _ in self.stages]
+        where = (
+            f"stage {index + 1} of {len(self.stages)} is scheduled at the "
+            f"start of epoch {epoch} ({self.keys}: stages at epochs "
+            f"{epochs}), after the run's last epoch ({last_epoch}: "
+            f"`number_of_epochs`, the epoch counter's `limit`)"
+        )
+        fix = (
+            f"Raise `number_of_epochs` to at least {self.stages[-1][0]} or "
+            "schedule the stages earlier (`start_epoch`, `n_stages`, "
+            "`every`, or `stages`)"
+        )
+        if not reached and not done:
+            return (
+                f"No pruning stage runs in this run: {where}. The model "
+                f"stays unpruned; resume with more epochs to prune it. {fix}."
+            )
+        ends = f"{reached[-1]:.0%}" if reached else "its stages done so far"
+        raise ValueError(
+            f"Pruning {where}. {len(late)} stage(s) "
+            f"would never run and the model would end pruned to {ends} "
+            f"instead of {self.stages[-1][1]:.0%}. {fix}."
+        )
 
     def __repr__(self):
         return f"PruningSchedule({self.stages})"

@@ -61,7 +61,7 @@ def build(kind, yaml_name, overrides, run_opts=None):
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
-        run_opts=dict(run_opts or {}, device="cpu"),
+        run_opts=dict({"device": "cpu"}, **(run_opts or {})),
         checkpointer=hparams["checkpointer"],
     )
     brain.label_encoder = label_encoder

@@ -6,6 +6,7 @@ rows for new options (schedule, checkpointer, ...) to ``ROWS``.
 """
 
 import math
+import tempfile
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from speechbrain_prune.scorers import (
     get_scorer,
 )
 from speechbrain_prune.selection import SelectionError, Selector
+from speechbrain_prune.training import PruningCheckpointer, PruningSchedule
 
 X = torch.rand(2, 12, 20)
 
@@ -342,6 +344,37 @@ ROWS = [
         PlanError,
         "'module_types'",
     ),
+    # Schedules checked against the run's last epoch (at the start of fit).
+    (
+        "second stage after the last epoch",
+        lambda: PruningSchedule(target=0.3, n_stages=2, every=5).check_within(
+            3
+        ),
+        ValueError,
+        "`number_of_epochs`",
+    ),
+    (
+        "iterative schedule past the last epoch",
+        lambda: PruningSchedule(target=0.3, n_stages=3, every=2).check_within(
+            4
+        ),
+        ValueError,
+        "n_stages=3, every=2",
+    ),
+    (
+        "explicit stage past the last epoch",
+        lambda: PruningSchedule(
+            stages=[{"epoch": 2, "target": 0.2}, {"epoch": 9, "target": 0.3}]
+        ).check_within(4),
+        ValueError,
+        "stages",
+    ),
+    (
+        "checkpointer without its pruner",
+        lambda: PruningCheckpointer(tempfile.mkdtemp()),
+        ValueError,
+        "`pruner: !ref <pruner>`",
+    ),
 ]
 
 
@@ -368,6 +401,8 @@ def test_good_values_next_to_the_bad_ones_are_accepted():
     assert (selector.min_keep, selector.round_to) == (2, 8)
     plan = PruningPlan.from_dict(_channels())
     assert len(plan) == 1
+    PruningSchedule(target=0.3, n_stages=3, every=2).check_within(5)
+    PruningSchedule(target=0.3, start_epoch=10).check_within(3, done=[0])
 
 
 def test_protect_as_a_string_is_one_pattern():

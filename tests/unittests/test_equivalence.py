@@ -6,7 +6,7 @@ import itertools
 import pytest
 import speechbrain as sb
 import torch
-from conftest import build_crdnn, random_removals
+from conftest import build_crdnn, random_removals, randomise_norms
 
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.handlers.layernorm import masked_layer_norm
@@ -63,6 +63,20 @@ def test_crdnn_equals_masked_reference(rnn, bidirectional, config):
     assert prune_and_compare(model, x, 0.4, seed=1) < ATOL
 
 
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("config", ["1cnn-1rnn-1dnn", "3rnn", "projection"])
+def test_sligru_crdnn_equals_masked_reference(bidirectional, config):
+    """In float64: SLiGRU's recurrent LayerNorm (no affine parameters by
+    default) amplifies float32 rounding over steps and layers (3rnn,
+    bidirectional: 3e-4 in float32, 5e-13 in float64)."""
+    model = build_crdnn(
+        rnn="sligru", rnn_bidirectional=bidirectional, **CONFIGS[config]
+    )
+    x = torch.rand(2, 16, 20)
+    model, x = model.double(), x.double()
+    assert prune_and_compare(model, x, 0.4, seed=1) < 1e-9
+
+
 @pytest.mark.parametrize("rnn", ["ligru", "lstm"])
 def test_ctc_head_and_many_random_sizes(rnn):
     """Random removals of any size keep the model runnable and exact."""
@@ -113,7 +127,7 @@ def test_zeroing_is_not_a_reference():
 def test_reference_ignores_removed_channels():
     """The reference itself: whatever removed channels hold, the kept
     outputs do not change (producer rows, norm entries, recurrent units)."""
-    for rnn in ["ligru", "lstm", "gru"]:
+    for rnn in ["ligru", "lstm", "gru", "sligru"]:
         model = build_crdnn(rnn=rnn)
         x = torch.rand(2, 12, 20)
         groups = discover_groups(model, x)
@@ -137,6 +151,38 @@ def test_reference_ignores_removed_channels():
                         noise = torch.randn_like(p.index_select(dim, sel))
                         p.index_copy_(dim, sel, noise * 3)
         assert (ref(x) - out).abs().max() < ATOL, rnn
+
+
+@pytest.mark.parametrize("ff_normalization", ["batchnorm", "layernorm"])
+@pytest.mark.parametrize("affine", [False, True])
+def test_sligru_options_equal_masked_reference(ff_normalization, affine):
+    """SLiGRU's recurrent LayerNorm (with and without affine parameters) and
+    its two feed-forward norms; layers pruned to different widths."""
+    torch.manual_seed(3)
+    rnn = sb.nnet.RNN.SLiGRU(
+        8,
+        input_shape=(2, 9, 5),
+        num_layers=3,
+        bidirectional=True,
+        ff_normalization=ff_normalization,
+        recurrent_elementwise_affine=affine,
+    )
+    model = sb.nnet.containers.Sequential(
+        rnn, sb.nnet.linear.Linear(n_neurons=4, input_size=16)
+    )
+    randomise_norms(model)
+    model.eval().double()
+    x = torch.rand(2, 9, 5, dtype=torch.float64)
+    groups = discover_groups(model, x)
+    removals = {"0.layer0": [1, 6], "0.layer1": [0, 2, 3, 7], "0.layer2": [5]}
+    ref = masked_reference(model, groups, removals)
+    apply_removals(model, groups, removals)
+    assert type(rnn).__name__ == "NonUniformSLiGRU"
+    assert [layer.hidden_size for layer in rnn.rnn] == [6, 4, 7]
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() < 1e-9
+    # Its last states: one tensor per layer, both directions.
+    assert [s.shape for s in rnn(x)[1]] == [(2, 12), (2, 8), (2, 14)]
 
 
 def test_masked_layer_norm_matches_sliced_norm():

@@ -41,6 +41,37 @@ def test_ligru_formula():
     assert count_macs(net, (b, t, 4)) == sum(per_layer)
 
 
+def sligru_macs(b, t, dirs, sizes):
+    """sizes: [(input, hidden)] per layer."""
+    total = 0
+    for i, h in sizes:
+        total += dirs * b * t * i * 2 * h  # w on the input and its flip
+        total += dirs * b * t * h * 2 * h  # u, every step
+        total += dirs * b * t * 2 * h  # recurrent LayerNorm, every step
+        total += dirs * b * t * 2 * h  # feed-forward norm over 2H
+    return total
+
+
+def test_sligru_formula_before_and_after_pruning():
+    """Exact before and after layers are pruned to different widths."""
+    torch.manual_seed(0)
+    net = sb.nnet.RNN.SLiGRU(
+        6, input_shape=(2, 9, 4), num_layers=2, bidirectional=True
+    )
+    model = sb.nnet.containers.Sequential(
+        net, sb.nnet.linear.Linear(n_neurons=3, input_size=12)
+    )
+    b, t = 2, 9
+    head = b * t * 12 * 3
+    expected = sligru_macs(b, t, 2, [(4, 6), (12, 6)]) + head
+    assert count_macs(model, (b, t, 4)) == expected
+    groups = discover_groups(model.eval(), torch.rand(b, t, 4))
+    apply_removals(model, groups, {"0.layer0": [0, 1], "0.layer1": [5]})
+    # Layer 1 reads 2 x 4 columns; the head reads 2 x 5.
+    expected = sligru_macs(b, t, 2, [(4, 4), (8, 5)]) + b * t * 10 * 3
+    assert count_macs(model, (b, t, 4)) == expected
+
+
 def test_crdnn_formula():
     """Whole CRDNN: conv, 2-D LayerNorm, LSTM, Linear, BatchNorm."""
     model = build_crdnn(

@@ -15,7 +15,7 @@ from speechbrain_prune.surgery.modules import StackedRNN
 X = torch.rand(2, 12, 20)
 
 
-@pytest.mark.parametrize("rnn", ["ligru", "lstm", "gru"])
+@pytest.mark.parametrize("rnn", ["ligru", "lstm", "gru", "sligru"])
 def test_replay_gives_same_shapes_and_strict_load(rnn, tmp_path):
     model = build_crdnn(rnn=rnn, rnn_layers=3, dnn_blocks=3)
     plan = PruningPlan()
@@ -93,7 +93,7 @@ def test_non_uniform_lstm_widths_are_exact():
     lstm(x)[0].sum().backward()
 
 
-@pytest.mark.parametrize("rnn", ["ligru", "lstm", "gru"])
+@pytest.mark.parametrize("rnn", ["ligru", "lstm", "gru", "sligru"])
 def test_remove_rnn_layer_and_dnn_block(rnn):
     model = build_crdnn(rnn=rnn, rnn_layers=3, dnn_blocks=3)
     out_shape = model(X).shape

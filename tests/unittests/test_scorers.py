@@ -16,6 +16,7 @@ from tiny_task import (
 
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.handlers import handler_for
+from speechbrain_prune.handlers.rnn import LayerwiseRNN
 from speechbrain_prune.reference import masked_reference
 from speechbrain_prune.scorers import (
     AblationScorer,
@@ -32,7 +33,7 @@ from speechbrain_prune.scorers import (
     group_slices,
     known_scorers,
 )
-from speechbrain_prune.scorers.activation import LayerwiseRNN
+from speechbrain_prune.scorers.state import scoring_state
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,7 +124,7 @@ FAST_SCORERS = {
 }
 
 
-@pytest.mark.parametrize("rnn", ["lstm", "ligru"])
+@pytest.mark.parametrize("rnn", ["lstm", "ligru", "sligru"])
 def test_silenced_channel_ranks_lowest(rnn):
     modules, groups, batches, loss_fn = task(rnn)
     useless = {g.id: g.size // 2 for g in groups.prunable()}
@@ -243,6 +244,17 @@ def test_scoring_leaves_the_model_as_found(make):
     assert all(torch.equal(state[k], after[k]) for k in state)
     assert all(p.grad is None for p in modules.parameters())
     assert modules["model"].RNN.rnn is rnn and rnn.dropout == dropout
+
+
+def test_eval_scoring_runs_torch_rnns_in_training_mode_without_dropout():
+    """cuDNN has no RNN backward in eval mode: the RNN handler asks for
+    training mode without dropout (same numbers), undone afterwards."""
+    lstm = sb.nnet.RNN.LSTM(4, input_size=3, num_layers=2, dropout=0.3)
+    root = torch.nn.ModuleDict({"rnn": lstm}).train()
+    with scoring_state(root, eval_mode=True):
+        seen = (lstm.training, lstm.rnn.training, lstm.rnn.dropout)
+    assert seen == (False, True, 0.0)
+    assert lstm.rnn.training and lstm.rnn.dropout == 0.3
 
 
 def test_only_prunable_groups_are_scored():

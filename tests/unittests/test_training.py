@@ -194,9 +194,44 @@ def test_pruning_brain_runs_a_stage_in_fit():
     brain.fit(range(1, 4), data, train_loader_kwargs={"batch_size": 2})
     assert len(pruner.plan) == 1
     (record,) = pruner.history
-    assert record["macs_after"] <= 0.6 * record["base_macs"] * 1.02
+    assert record["measure"] == "params"  # the default measure
+    assert record["params_after"] <= 0.6 * record["base_params"]
     assert sum(p.numel() for p in model.parameters()) < before
     assert all(
         p in brain.optimizer.state or not p.requires_grad
         for p in model.parameters()
+    )
+
+
+class PlainBrain(sb.Brain):
+    def compute_forward(self, batch, stage):
+        return self.modules.model(batch)
+
+    def compute_objectives(self, out, batch, stage):
+        return out.pow(2).mean()
+
+
+def test_the_yaml_hook_is_idempotent_and_detaches():
+    """The YAML route wraps the Brain instance once; detached, training
+    runs without stages; attached again, the stage runs."""
+    torch.manual_seed(0)
+    model = build_crdnn(rnn="gru").train()
+    data = [torch.rand(12, 20) for _ in range(4)]
+    pruner = Pruner("magnitude", target=0.3, start_epoch=2)
+    brain = PlainBrain({"model": model}, lambda p: torch.optim.SGD(p, 0.01))
+    pruner.attach(brain)
+    wrapped = brain._fit_train
+    pruner.attach(brain)  # idempotent: not wrapped twice
+    assert brain._fit_train is wrapped
+    pruner.detach()
+    shapes = [p.shape for p in model.parameters()]
+    brain.fit(range(1, 3), data, train_loader_kwargs={"batch_size": 2})
+    assert pruner.history == [] and [p.shape for p in model.parameters()] == (
+        shapes
+    )
+    pruner.attach(brain)
+    brain.fit(range(2, 3), data, train_loader_kwargs={"batch_size": 2})
+    assert len(pruner.history) == 1
+    assert sum(p.numel() for p in model.parameters()) < sum(
+        s.numel() for s in shapes
     )
