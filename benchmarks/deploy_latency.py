@@ -6,8 +6,8 @@ intra-op alike), batch 1, ``--seconds`` of audio (100 frames a second,
 128/256, time pooling, 4 x 512 bidirectional RNN, 2 x 512 DNN, 40
 outputs; ``--rnn`` picks LSTM, GRU or LiGRU) with random weights and its
 randomly width-pruned copies whose parameter counts are ``--targets`` x
-the dense one (one fraction of every prunable group, found by bisection;
-``benchmarks/prune_latency.py`` helpers). Latency does not depend on the
+the dense one (one seeded random fraction of every prunable group, found
+by bisection). Latency does not depend on the
 weights' values, only on the shapes that remain.
 
 Each model runs in: PyTorch eager fp32, PyTorch int8
@@ -39,7 +39,6 @@ Authors
 import argparse
 import copy
 import csv
-import importlib.util
 import os
 import statistics
 import sys
@@ -63,6 +62,7 @@ from speechbrain_prune.deploy.quantize import (
     torch_size,
 )
 from speechbrain_prune.graph import discover_groups
+from speechbrain_prune.surgery import apply_removals
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_MELS, N_OUT = 40, 40
@@ -80,13 +80,18 @@ FIELDS = [
 ]
 
 
-def _prune_latency():
-    spec = importlib.util.spec_from_file_location(
-        "prune_latency", os.path.join(HERE, "prune_latency.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def prune_width(modules, groups, fraction, seed=0):
+    """A copy of ``modules`` with a seeded random ``fraction`` of every
+    prunable group removed (each keeps at least its ``min_size``)."""
+    gen = torch.Generator().manual_seed(seed)
+    removals = {}
+    for group in groups.prunable():
+        order = torch.randperm(group.size, generator=gen)
+        n = min(group.size - group.min_size, int(round(fraction * group.size)))
+        removals[group.id] = order[:n].sort()[0]
+    clone = copy.deepcopy(modules)
+    apply_removals(clone, copy.deepcopy(groups), removals)
+    return clone
 
 
 def build_dense(rnn, quick=False, seed=0):
@@ -129,15 +134,14 @@ def prune_to_params(rec, target, seed=0, steps=20):
 
     Returns ``(pruned, fraction removed of every group, params ratio)``.
     """
-    bench = _prune_latency()
     modules = torch.nn.ModuleDict({"model": rec.model, "output": rec.output})
     x = torch.rand(1, 40, N_MELS)
-    groups = discover_groups(modules, lambda m: bench.forward(m, x))
+    groups = discover_groups(modules, lambda m: m["output"](m["model"](x)))
     base = count_params(modules)
     lo, hi, best = 0.0, 1.0, None
     for _ in range(steps):
         f = (lo + hi) / 2
-        pruned = bench.prune_width(modules, groups, f, seed)
+        pruned = prune_width(modules, groups, f, seed)
         ratio = count_params(pruned) / base
         if best is None or abs(ratio - target) < abs(best[2] - target):
             best = (pruned, f, ratio)
