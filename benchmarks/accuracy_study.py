@@ -1,0 +1,821 @@
+#!/usr/bin/env python3
+"""Accuracy study: dense vs pruned vs the pruned shape trained from scratch.
+
+Runs the project's TIMIT CTC recipe (``recipes/TIMIT/ASR/CTC``: train.py
+unchanged, its YAML files read as they are) many times side by side and
+writes one table and one plot (issue 11, "accuracy at those targets";
+issue 18, controls and seeds):
+
+* ``dense``: ``hparams/train.yaml`` trained ``--epochs`` (N) epochs, one
+  run per seed;
+* ``dense_ft``: that checkpoint trained ``--finetune`` (M) more epochs, the
+  fair reference;
+* ``<criterion><target>``: the same checkpoint resumed with
+  ``hparams/train_pruned.yaml``, pruned at epoch N+1 to ``target`` fewer
+  parameters (``selection.target_type: params``; the measured proxy for
+  CPU latency, see BENCHMARKS.md) and fine-tuned to epoch N+M;
+* ``scratch_<criterion><target>``: ``hparams/train.yaml`` whose modules
+  are pruned by that run's plan when the YAML is loaded (the same shapes,
+  fresh weights), trained from scratch for N+M epochs.
+
+Every run is a subprocess pinned with ``taskset`` to its own CPU core(s);
+a scheduler starts runs as their inputs appear (a scratch run as soon as
+its pruned run has saved the plan) and starts none that cannot end before
+``--budget`` seconds. The test PER is recomputed from each run's
+``wer_test.txt`` (the per-utterance edit counts), params and MACs are
+counted on the best checkpoint of the final structure, and the CPU latency
+of every pruned architecture is timed against the dense one
+(:func:`speechbrain_prune.costs.latency.latency_ratio`, batch 1, 10 s of
+features, 2 threads), in parallel workers each pinned to 2 cores.
+
+To run (GPU, as in recipes/TIMIT/ASR/CTC/README.md)::
+
+    python benchmarks/accuracy_study.py --data_folder ../shared/data/timit-synth \\
+        --device cuda --seeds 3 --epochs 6 --finetune 3 --budget 470
+
+    python benchmarks/accuracy_study.py --quick   # CPU dry run, ~2 minutes
+
+Authors
+ * speechbrain-prune team 2026
+"""
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = os.path.join(ROOT, "recipes", "TIMIT", "ASR", "CTC")
+CRITERIA = ("taylor", "fisher", "activation", "random")
+TARGETS = (0.3, 0.5)
+N_MELS = 40
+MARKERS = {"taylor": "o", "fisher": "s", "activation": "^", "random": "D"}
+
+#: A tiny model and corpus for ``--quick`` (the recipe's eSpeak corpus).
+QUICK = {
+    "embedded_corpus": "{n_train: 16, n_dev: 8, n_test: 8, seed: 1}",
+    "batch_size": 4,
+    "cnn_channels": "(8, 8)",
+    "rnn_layers": 2,
+    "rnn_neurons": 16,
+    "dnn_blocks": 1,
+    "dnn_neurons": 16,
+}
+QUICK_PRUNING = {"prune_scoring_batches": 2}
+
+
+# YAML files of the study ------------------------------------------------------
+def pruned_yaml(path):
+    """``train_pruned.yaml`` whose stages count parameters.
+
+    The recipe's selection has no ``target_type`` key (MACs by default);
+    a ``prune_measure`` key is added and passed on, unless the recipe
+    already has one.
+    """
+    with open(os.path.join(RECIPE, "hparams", "train_pruned.yaml")) as f:
+        text = f.read()
+    if not re.search(r"^prune_measure:", text, flags=re.M):
+        block = "    selection:\n"
+        if text.count(block) != 1 or "target_type" in text:
+            raise RuntimeError(
+                "train_pruned.yaml: expected one `selection:` block of the "
+                "pruner without target_type; update accuracy_study.py"
+            )
+        text = text.replace(
+            block, block + "        target_type: !ref <prune_measure>\n"
+        )
+        text = text.replace(
+            "prune_scorer:", "prune_measure: params\nprune_scorer:", 1
+        )
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+SCRATCH_BLOCK = """
+# Accuracy study (benchmarks/accuracy_study.py): the modules are pruned by
+# a pruned run's plan as soon as they are built; trained from scratch.
+scratch_plan: !PLACEHOLDER
+scratch_pruned: !apply:speechbrain_prune.export.apply_plan
+    - !ref <modules>
+    - !apply:speechbrain_prune.plan.PruningPlan.to_dict
+        - !apply:speechbrain_prune.plan.PruningPlan.load [!ref <scratch_plan>]
+"""
+
+
+def scratch_yaml(path):
+    """``train.yaml`` plus a plan replayed on the freshly built modules."""
+    with open(os.path.join(RECIPE, "hparams", "train.yaml")) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text + SCRATCH_BLOCK)
+    return path
+
+
+# Runs -------------------------------------------------------------------------
+class Run:
+    """One training run of the recipe (a subprocess)."""
+
+    def __init__(self, name, kind, seed, yaml, epochs, overrides, **info):
+        self.name, self.kind, self.seed = name, kind, seed
+        self.yaml, self.epochs = yaml, epochs
+        self.overrides = dict(overrides)
+        self.info = info  # criterion, target, source, new_epochs
+        self.proc = self.log = self.cores = None
+        self.start = self.end = None
+        self.status = "waiting"
+
+    @property
+    def folder(self):
+        return self.overrides["output_folder"]
+
+    def ready(self, runs):
+        """Whether the run's inputs exist (dense checkpoint, plan)."""
+        src = self.info.get("source")
+        if self.kind in ("dense_ft", "pruned"):
+            return runs[src].status == "done"
+        if self.kind == "scratch":
+            return self.plan_file() is not None or runs[src].status == "done"
+        return True
+
+    def plan_file(self):
+        """Writes the source run's plan (once it has one); its path."""
+        path = self.overrides["scratch_plan"]
+        if os.path.isfile(path):
+            return path
+        plan = final_plan(os.path.join(self.info["source_folder"], "save"))
+        if plan is None or len(plan) == 0:
+            return None
+        plan.save(path)
+        return path
+
+    def prepare(self, runs):
+        """Copies the dense checkpoints where the run resumes from them."""
+        if self.kind in ("dense_ft", "pruned"):
+            src = os.path.join(runs[self.info["source"]].folder, "save")
+            dst = os.path.join(self.folder, "save")
+            shutil.rmtree(self.folder, ignore_errors=True)
+            shutil.copytree(src, dst)
+        elif self.kind == "scratch" and self.plan_file() is None:
+            raise RuntimeError(f"{self.name}: no plan in the source run")
+
+    def command(self):
+        cmd = [sys.executable, os.path.join(RECIPE, "train.py"), self.yaml]
+        return cmd + [f"--{k}={v}" for k, v in self.overrides.items()]
+
+    def launch(self, cores, threads):
+        os.makedirs(self.folder, exist_ok=True)
+        self.cores = cores
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[k] = str(threads)
+        cmd = self.command()
+        if shutil.which("taskset"):
+            cmd = ["taskset", "-c", ",".join(map(str, cores))] + cmd
+        self.log = open(os.path.join(self.folder, "stdout.txt"), "w")
+        self.log.write(" ".join(cmd) + "\n")
+        self.log.flush()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+        self.start = time.time()
+        self.status = "running"
+
+
+def final_plan(save_folder):
+    """The plan of the newest checkpoint with a pruner file, or None."""
+    import torch
+
+    from speechbrain_prune.plan import PruningPlan
+
+    ckpts = sorted(glob.glob(os.path.join(save_folder, "CKPT+*")))
+    for ckpt in reversed(ckpts):
+        path = os.path.join(ckpt, "pruner.ckpt")
+        if not os.path.isfile(os.path.join(ckpt, "CKPT.yaml")):
+            continue  # still being written
+        if os.path.isfile(path):
+            try:
+                state = torch.load(path, weights_only=False)
+            except Exception:  # half written
+                continue
+            return PruningPlan.from_dict(state["plan"])
+    return None
+
+
+def plan_runs(args, work, common):
+    """All runs of the study, in the order they are started."""
+    yamls = os.path.join(work, "yaml")
+    os.makedirs(yamls, exist_ok=True)
+    os.makedirs(os.path.join(work, "plans"), exist_ok=True)
+    train = os.path.join(RECIPE, "hparams", "train.yaml")
+    pruned = pruned_yaml(os.path.join(yamls, "train_pruned_params.yaml"))
+    scratch = scratch_yaml(os.path.join(yamls, "train_scratch.yaml"))
+    n, m = args.epochs, args.finetune
+    runs = {}
+
+    def add(name, *a, **kw):
+        folder = os.path.join(work, "runs", name)
+        kw_over = kw.pop("overrides", {})
+        over = {**common, "output_folder": folder, **kw_over}
+        runs[name] = Run(name, *a, over, **kw)
+
+    for s in range(1, args.seeds + 1):
+        add(
+            f"dense_s{s}", "dense", s, train, n,
+            overrides={"seed": s, "number_of_epochs": n}, new_epochs=n,
+        )  # fmt: skip
+    for s in range(1, args.seeds + 1):
+        src = f"dense_s{s}"
+        add(
+            f"dense_ft_s{s}", "dense_ft", s, train, n + m, source=src,
+            overrides={"seed": s, "number_of_epochs": n + m}, new_epochs=m,
+        )  # fmt: skip
+        for crit in args.criteria:
+            for t in args.targets:
+                add(
+                    f"{crit}{round(t * 100)}_s{s}", "pruned", s, pruned,
+                    n + m, source=src, criterion=crit, target=t,
+                    overrides={
+                        "seed": s,
+                        "number_of_epochs": n + m,
+                        "prune_start_epoch": n + 1,
+                        "prune_target": t,
+                        "prune_scorer": crit,
+                        **(QUICK_PRUNING if args.quick else {}),
+                    },
+                    new_epochs=m,
+                )  # fmt: skip
+        for crit in args.scratch:
+            for t in args.targets:
+                src_run = f"{crit}{round(t * 100)}_s{s}"
+                add(
+                    f"scratch_{src_run}", "scratch", s, scratch, n + m,
+                    source=src_run, criterion=crit, target=t,
+                    source_folder=os.path.join(work, "runs", src_run),
+                    overrides={
+                        "seed": s,
+                        "number_of_epochs": n + m,
+                        "scratch_plan": os.path.join(
+                            work, "plans", f"{src_run}.yaml"
+                        ),
+                    },
+                    new_epochs=n + m,
+                )  # fmt: skip
+    return runs
+
+
+def schedule(runs, cores, per_job, threads, deadline, log):
+    """Runs ``runs`` side by side, each on its own cores, until done.
+
+    A run starts when its inputs exist and a set of cores is free, and
+    only if it can end before ``deadline`` (estimated from the seconds per
+    epoch of the runs finished so far, x1.3); runs still going at the
+    deadline are stopped.
+    """
+    free = [cores[i : i + per_job] for i in range(0, len(cores), per_job)]
+    free = [c for c in free if len(c) == per_job]
+    per_epoch = []
+    order = list(runs)
+    while True:
+        now = time.time()
+        for r in runs.values():
+            if r.status == "running" and r.proc.poll() is not None:
+                r.end = time.time()
+                r.log.close()
+                free.append(r.cores)
+                ok = r.proc.returncode == 0
+                r.status = "done" if ok else "failed"
+                if ok:
+                    per_epoch.append((r.end - r.start) / r.info["new_epochs"])
+                log(
+                    f"{r.status}: {r.name} ({r.end - r.start:.0f} s"
+                    f"{'' if ok else ', see ' + r.log.name})"
+                )
+            elif r.status == "running" and now > deadline:
+                r.proc.kill()
+                r.proc.wait()
+                r.status, r.end = "killed", time.time()
+                r.log.close()
+                free.append(r.cores)
+                log(f"killed at the deadline: {r.name}")
+        for r in runs.values():
+            src = runs.get(r.info.get("source"))
+            if r.status == "waiting" and src is not None:
+                if src.status in ("failed", "killed", "skipped"):
+                    r.status = "skipped"
+                    log(f"skipped: {r.name} ({src.name} {src.status})")
+        for name in order:
+            r = runs[name]
+            if r.status != "waiting" or not free or not r.ready(runs):
+                continue
+            est = (
+                1.3 * max(per_epoch) * r.info["new_epochs"] if per_epoch else 0
+            )
+            if time.time() + est > deadline:
+                r.status = "skipped"
+                log(f"skipped: {r.name} (est. {est:.0f} s, past the budget)")
+                continue
+            try:
+                r.prepare(runs)
+            except Exception as e:  # noqa: BLE001 - reported, study goes on
+                r.status = "failed"
+                log(f"failed: {r.name} ({e})")
+                continue
+            r.launch(free.pop(0), threads)
+            log(f"started: {r.name} on cores {r.cores}")
+        if all(r.status not in ("waiting", "running") for r in runs.values()):
+            return
+        time.sleep(0.5)
+
+
+# Results ------------------------------------------------------------------------
+def per_from_file(path):
+    """Test PER recomputed from a recipe's ``wer_test.txt``.
+
+    The sum of per-utterance edits over the sum of reference lengths, from
+    the alignment headers of the PER section (not the summary line).
+    Returns ``(per, n_utterances)``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "wer_test.txt")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("CTC loss stats:\\nx\\nPER stats:\\n%WER 9 [ 9 / 99, ]\\n"
+    ...                 "A, %WER 50.00 [ 1 / 2, 0 ins, 1 del, 0 sub ]\\n"
+    ...                 "B, %WER 0.00 [ 0 / 2, 0 ins, 0 del, 0 sub ]\\n")
+    >>> per_from_file(p)
+    (25.0, 2)
+    """
+    with open(path) as f:
+        text = f.read()
+    text = text.split("PER stats:", 1)[1]
+    pairs = re.findall(r"^\S+, %WER [\d.]+ \[ (\d+) / (\d+),", text, flags=re.M)
+    if not pairs:
+        raise ValueError(f"{path}: no per-utterance PER lines")
+    edits = sum(int(e) for e, _ in pairs)
+    total = sum(int(n) for _, n in pairs)
+    return 100.0 * edits / total, len(pairs)
+
+
+def model_spec(r):
+    """What a latency worker needs to rebuild a run's best model."""
+    over = {
+        k: v
+        for k, v in r.overrides.items()
+        if k not in ("data_folder", "device", "number_of_epochs")
+    }
+    return {"name": r.name, "yaml": r.yaml, "overrides": over}
+
+
+def latency_worker(spec_file, out_file):
+    """Params, MACs and CPU latency (vs the dense model) of a few models.
+
+    Runs in its own process, pinned by the caller; ``threads`` torch
+    threads; each model is timed side by side with the dense architecture
+    (``latency_ratio``), batch 1, ``seconds`` of features.
+    """
+    import torch
+
+    from speechbrain_prune.costs import count_macs, count_params
+    from speechbrain_prune.costs.latency import latency_ratio, measure_latency
+    from speechbrain_prune.export.select import load_best
+
+    with open(spec_file) as f:
+        spec = json.load(f)
+    torch.set_num_threads(spec["threads"])
+    torch.set_flush_denormal(True)
+    x = torch.rand(1, int(spec["seconds"] * 100), N_MELS)
+
+    def build(m):
+        text = "\n".join(f"{k}: {v}" for k, v in m["overrides"].items())
+        hp = load_best(m["yaml"], overrides=text, min_key="PER")[0]
+        net = torch.nn.Sequential(
+            hp["modules"]["model"], hp["modules"]["output"]
+        )
+        return net.eval()
+
+    ref = build(spec["reference"])
+    res = {}
+    for m in spec["models"]:
+        net = build(m)
+        row = {"params": count_params(net), "macs": count_macs(net, run=x)}
+        if m.get("time"):
+            row["latency_ratio"] = latency_ratio(
+                ref, net, x, repeats=spec["repeats"], warmup=1, rounds=3
+            )
+        if m["name"] == spec["reference"]["name"]:
+            row["latency_ms"] = 1000 * measure_latency(net, x, spec["repeats"])
+        res[m["name"]] = row
+    with open(out_file, "w") as f:
+        json.dump(res, f)
+
+
+def measure_models(runs, cores, work, seconds, repeats, log):
+    """Params, MACs, latency of every finished run (parallel workers)."""
+    done = [r for r in runs.values() if r.status == "done"]
+    dense = [r for r in done if r.kind == "dense_ft"] or [
+        r for r in done if r.kind == "dense"
+    ]
+    if not dense:
+        return {}
+    ref = model_spec(dense[0])
+    models = []
+    for r in done:
+        m = model_spec(r)
+        m["time"] = r.kind in ("pruned",) or r is dense[0]
+        models.append(m)
+    # Timed models spread over the workers first, the rest after.
+    models.sort(key=lambda m: not m["time"])
+    slots = [cores[i : i + 2] for i in range(0, len(cores) - 1, 2)] or [cores]
+    n = min(len(slots), len(models))
+    procs, outs = [], []
+    for i in range(n):
+        spec = {
+            "reference": ref,
+            "models": models[i::n],
+            "threads": len(slots[i]),
+            "seconds": seconds,
+            "repeats": repeats,
+        }
+        sf = os.path.join(work, f"latency_spec_{i}.json")
+        of = os.path.join(work, f"latency_out_{i}.json")
+        with open(sf, "w") as f:
+            json.dump(spec, f)
+        cmd = [sys.executable, os.path.abspath(__file__), "--latency-worker"]
+        cmd += [sf, of]
+        if shutil.which("taskset"):
+            cmd = ["taskset", "-c", ",".join(map(str, slots[i]))] + cmd
+        env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2")
+        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
+        outs.append(of)
+    log(f"timing {len(models)} models in {n} workers of 2 cores")
+    res = {}
+    for p, of in zip(procs, outs):
+        if p.wait() != 0:
+            log(f"latency worker failed ({of})")
+            continue
+        with open(of) as f:
+            res.update(json.load(f))
+    return res
+
+
+def collect(runs, measured, args):
+    """One row per finished run."""
+    rows = []
+    dense_ms = [
+        measured[r.name]["latency_ms"]
+        for r in runs.values()
+        if r.name in measured
+        and "latency_ms" in measured[r.name]
+        and r.kind.startswith("dense")
+    ]
+    base = None
+    for r in runs.values():
+        if r.status != "done" or r.name not in measured:
+            continue
+        if base is None and r.kind.startswith("dense"):
+            base = measured[r.name]
+    for r in runs.values():
+        if r.status != "done" or r.name not in measured:
+            continue
+        per, n_utt = per_from_file(os.path.join(r.folder, "wer_test.txt"))
+        m = measured[r.name]
+        lat = m.get("latency_ratio")
+        src = r.info.get("source")
+        if r.kind == "scratch" and src in measured:
+            if measured[src]["params"] != m["params"]:
+                raise RuntimeError(
+                    f"{r.name}: {m['params']} params, its pruned run "
+                    f"{src} {measured[src]['params']}: not the same shapes"
+                )
+            lat = measured[src].get("latency_ratio")  # same architecture
+        if r.kind.startswith("dense"):
+            lat = 1.0
+        crit = r.info.get("criterion", r.kind)
+        config = crit if r.kind == "pruned" else r.kind
+        if r.kind in ("pruned", "scratch"):
+            config = f"{config}{round(r.info['target'] * 100)}"
+            if r.kind == "scratch":
+                config = f"scratch_{crit}{round(r.info['target'] * 100)}"
+        rows.append(
+            {
+                "config": config,
+                "kind": r.kind,
+                "criterion": crit,
+                "target": r.info.get("target", 0.0),
+                "seed": r.seed,
+                "epochs": r.epochs,
+                "params": m["params"],
+                "param_ratio": m["params"] / base["params"],
+                "MMACs": m["macs"] / 1e6,
+                "MAC_ratio": m["macs"] / base["macs"],
+                "latency_ratio": lat,
+                "dense_ms": statistics.median(dense_ms) if dense_ms else None,
+                "PER": per,
+                "test_utts": n_utt,
+                "train_s": r.end - r.start,
+            }
+        )
+    return rows
+
+
+def summarize(rows):
+    """Mean and spread over seeds per configuration, in first-seen order."""
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    out = []
+    for c in configs:
+        rs = [r for r in rows if r["config"] == c]
+        pers = [r["PER"] for r in rs]
+        lats = [r["latency_ratio"] for r in rs if r["latency_ratio"]]
+        out.append(
+            {
+                "config": c,
+                "kind": rs[0]["kind"],
+                "criterion": rs[0]["criterion"],
+                "target": rs[0]["target"],
+                "epochs": rs[0]["epochs"],
+                "seeds": len(rs),
+                "param_ratio": statistics.mean(r["param_ratio"] for r in rs),
+                "MAC_ratio": statistics.mean(r["MAC_ratio"] for r in rs),
+                "latency_ratio": statistics.mean(lats) if lats else None,
+                "PER_mean": statistics.mean(pers),
+                "PER_sd": statistics.stdev(pers) if len(pers) > 1 else 0.0,
+                "PER_min": min(pers),
+                "PER_max": max(pers),
+                "per_seed": {r["seed"]: r["PER"] for r in rs},
+            }
+        )
+    ref = next((s for s in out if s["config"] == "dense_ft"), None)
+    for s in out:
+        s["vs_dense_ft"] = s["verdict"] = ""
+        if ref is None or s is ref:
+            continue
+        rel = 100 * (s["PER_mean"] / ref["PER_mean"] - 1)
+        s["vs_dense_ft"] = f"{rel:+.1f} %"
+        s["verdict"] = noise_verdict(s, ref)
+    return out
+
+
+def noise_verdict(a, b):
+    """``within noise`` unless the means differ by more than 2 standard
+    errors of their difference (seed spread; one seed: no verdict).
+
+    Example
+    -------
+    >>> a = {"PER_mean": 20.0, "PER_sd": 0.5, "seeds": 3}
+    >>> noise_verdict(a, {"PER_mean": 20.4, "PER_sd": 0.4, "seeds": 3})
+    'within noise'
+    >>> noise_verdict(a, {"PER_mean": 23.0, "PER_sd": 0.4, "seeds": 3})
+    'better'
+    """
+    if a["seeds"] < 2 or b["seeds"] < 2:
+        return "one seed"
+    se = math.sqrt(
+        a["PER_sd"] ** 2 / a["seeds"] + b["PER_sd"] ** 2 / b["seeds"]
+    )
+    diff = a["PER_mean"] - b["PER_mean"]
+    if abs(diff) <= 2 * se:
+        return "within noise"
+    return "worse" if diff > 0 else "better"
+
+
+def paired_scratch(rows):
+    """Pruned minus scratch PER, paired by seed, per configuration."""
+    lines = []
+    by = {(r["config"], r["seed"]): r["PER"] for r in rows}
+    for c in dict.fromkeys(r["config"] for r in rows if r["kind"] == "scratch"):
+        pc = c.removeprefix("scratch_")
+        d = [
+            by[(pc, s)] - by[(c, s)]
+            for (cc, s) in by
+            if cc == c and (pc, s) in by
+        ]
+        if not d:
+            continue
+        sd = statistics.stdev(d) if len(d) > 1 else float("nan")
+        lines.append((pc, c, statistics.mean(d), sd, len(d)))
+    return lines
+
+
+SUMMARY_COLUMNS = (
+    "config", "epochs", "seeds", "param_ratio", "MAC_ratio",
+    "latency_ratio", "PER_mean", "PER_sd", "PER_min", "PER_max",
+    "vs_dense_ft", "verdict",
+)  # fmt: skip
+
+
+def fmt(v, key=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}" if "ratio" not in key else f"x{v:.2f}"
+    return str(v)
+
+
+def write_results(rows, summary, paired, results, tag, header):
+    """``accuracy_<tag>.{csv,md}`` and ``accuracy_<tag>_runs.csv``."""
+    os.makedirs(results, exist_ok=True)
+    base = os.path.join(results, f"accuracy_{tag}")
+    with open(base + "_runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(base + ".csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS) + ["per_seed"])
+        w.writeheader()
+        for s in summary:
+            w.writerow({k: s[k] for k in w.fieldnames})
+    lines = [header, ""]
+    lines.append("| " + " | ".join(SUMMARY_COLUMNS) + " |")
+    lines.append("|" + "---|" * len(SUMMARY_COLUMNS))
+    for s in summary:
+        lines.append(
+            "| " + " | ".join(fmt(s[k], k) for k in SUMMARY_COLUMNS) + " |"
+        )
+    if paired:
+        lines += ["", "Pruned minus scratch (same shapes), paired by seed:", ""]
+        lines += ["| pruned | scratch | mean PER difference | sd | seeds |"]
+        lines += ["|---|---|---|---|---|"]
+        for pc, c, mean, sd, n in paired:
+            lines.append(f"| {pc} | {c} | {mean:+.2f} | {sd:.2f} | {n} |")
+    md = "\n".join(lines) + "\n"
+    with open(base + ".md", "w") as f:
+        f.write(md)
+    return md
+
+
+def plot(summary, path):
+    """PER against measured CPU latency ratio; one marker per criterion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for s in summary:
+        x = s["latency_ratio"]
+        if x is None:
+            continue
+        kw = {"capsize": 3, "markersize": 7, "linestyle": "none"}
+        if s["kind"] == "dense_ft":
+            ax.errorbar(
+                x,
+                s["PER_mean"],
+                s["PER_sd"],
+                marker="*",
+                color="k",
+                label="dense, same epochs",
+                markersize=12,
+                capsize=3,
+            )
+            continue
+        if s["kind"] == "dense":
+            continue
+        crit = s["criterion"]
+        color = f"C{list(MARKERS).index(crit) if crit in MARKERS else 5}"
+        scratch = s["kind"] == "scratch"
+        ax.errorbar(
+            x, s["PER_mean"], s["PER_sd"], marker=MARKERS.get(crit, "x"),
+            color=color, markerfacecolor="none" if scratch else color,
+            label=f"{crit}, scratch" if scratch else crit, **kw,
+        )  # fmt: skip
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8)
+    ax.set_xlabel("CPU latency / dense (2 threads, batch 1, 10 s)")
+    ax.set_ylabel("test PER (%), mean over seeds, bar: sd")
+    ax.set_title("TIMIT CTC CRDNN: error vs measured latency")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# Main ------------------------------------------------------------------------------
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny CPU dry run")
+    p.add_argument("--data_folder", default=None, help="TIMIT-layout corpus")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=6, help="dense epochs N")
+    p.add_argument("--finetune", type=int, default=3, help="more epochs M")
+    p.add_argument("--criteria", nargs="+", default=list(CRITERIA))
+    p.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
+    p.add_argument(
+        "--scratch",
+        nargs="*",
+        default=["taylor", "random"],
+        help="criteria whose pruned shapes are also trained from scratch",
+    )
+    p.add_argument("--budget", type=float, default=3600, help="seconds")
+    p.add_argument("--cores_per_run", type=int, default=1)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--work", default="results/accuracy_study")
+    p.add_argument(
+        "--results", default=os.path.join(ROOT, "benchmarks", "results")
+    )
+    p.add_argument("--tag", default=None, help="file names: accuracy_<tag>")
+    p.add_argument("--latency_seconds", type=float, default=10.0)
+    p.add_argument("--latency_repeats", type=int, default=3)
+    p.add_argument(
+        "--latency_reserve",
+        type=float,
+        default=120,
+        help="seconds of the budget kept for timing and the table",
+    )
+    p.add_argument("--model", nargs="*", default=[], help="key=value overrides")
+    p.add_argument("--latency-worker", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs, args.finetune = 1, 1, 1
+        args.criteria, args.targets = ["taylor", "random"], [0.5]
+        args.scratch, args.latency_repeats = ["taylor"], 2
+        args.tag = args.tag or "quick"
+        args.work = os.path.join(args.work, "quick")
+    args.tag = args.tag or "timit_ctc"
+    unknown = set(args.criteria) | set(args.scratch)
+    unknown -= set(CRITERIA) | {"magnitude", "ablation"}
+    if unknown or not set(args.scratch) <= set(args.criteria):
+        p.error(f"--scratch must name criteria of --criteria ({unknown})")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.latency_worker:
+        return latency_worker(*args.latency_worker)
+    t0 = time.time()
+    work = os.path.abspath(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    logf = open(os.path.join(work, "study_log.txt"), "w")
+
+    def log(msg):
+        line = f"[{time.time() - t0:6.0f} s] {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    common = {"device": args.device, "batch_size": args.batch_size,
+              "num_workers": 0}  # fmt: skip
+    if args.data_folder:
+        common["data_folder"] = os.path.abspath(args.data_folder)
+    else:
+        common["embedded_data_folder"] = os.path.join(work, "data")
+    if args.quick:
+        common.update(QUICK)
+    for kv in args.model:
+        k, v = kv.split("=", 1)
+        common[k] = v
+    runs = plan_runs(args, work, common)
+    cores = sorted(os.sched_getaffinity(0))
+    log(f"{len(runs)} runs planned; cores {cores}; argv {sys.argv[1:]}")
+    reserve = args.latency_reserve
+    schedule(
+        runs, cores, args.cores_per_run, args.cores_per_run,
+        t0 + args.budget - reserve, log,
+    )  # fmt: skip
+    measured = measure_models(
+        runs, cores, work, args.latency_seconds, args.latency_repeats, log
+    )
+    rows = collect(runs, measured, args)
+    if not rows:
+        log("no finished run")
+        return 1
+    summary = summarize(rows)
+    paired = paired_scratch(rows)
+    import platform
+
+    import torch
+
+    dev = args.device
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = torch.cuda.get_device_name(0)
+    header = (
+        f"Command: `python benchmarks/accuracy_study.py {' '.join(sys.argv[1:])}`"
+        f"  \nTraining device: {dev}; CPU timing: {platform.processor() or platform.machine()}"
+        f", {os.cpu_count()} cores; torch {torch.__version__}; "
+        f"{time.time() - t0:.0f} s in all. Dense model CPU latency "
+        f"{rows[0]['dense_ms'] or 0:.1f} ms (median over workers)."
+    )
+    md = write_results(rows, summary, paired, args.results, args.tag, header)
+    plot(summary, os.path.join(args.results, f"accuracy_{args.tag}.png"))
+    print(md)
+    not_done = [r.name for r in runs.values() if r.status != "done"]
+    log(f"not finished: {not_done}" if not_done else "all runs finished")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
