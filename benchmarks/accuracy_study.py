@@ -30,7 +30,8 @@ features, 2 threads), in parallel workers each pinned to 2 cores.
 
 To run (GPU, as in recipes/TIMIT/ASR/CTC/README.md)::
 
-    python benchmarks/accuracy_study.py --data_folder ../shared/data/timit-synth \\
+    python benchmarks/accuracy_study.py \\
+        --data_folder ../shared/data/timit-synth \\
         --device cuda --seeds 3 --epochs 6 --finetune 3 --budget 470
 
     python benchmarks/accuracy_study.py --quick   # CPU dry run, ~2 minutes
@@ -250,10 +251,12 @@ def plan_runs(args, work, common):
                         "prune_start_epoch": n + 1,
                         "prune_target": t,
                         "prune_scorer": crit,
+                        "prune_measure": "params",
                         **(QUICK_PRUNING if args.quick else {}),
                     },
                     new_epochs=m,
                 )  # fmt: skip
+    for s in range(1, args.seeds + 1):
         for crit in args.scratch:
             for t in args.targets:
                 src_run = f"{crit}{round(t * 100)}_s{s}"
@@ -337,7 +340,7 @@ def schedule(runs, cores, per_job, threads, deadline, log):
         time.sleep(0.5)
 
 
-# Results ------------------------------------------------------------------------
+# Results ---------------------------------------------------------------
 def per_from_file(path):
     """Test PER recomputed from a recipe's ``wer_test.txt``.
 
@@ -350,7 +353,8 @@ def per_from_file(path):
     >>> import tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "wer_test.txt")
     >>> with open(p, "w") as f:
-    ...     _ = f.write("CTC loss stats:\\nx\\nPER stats:\\n%WER 9 [ 9 / 99, ]\\n"
+    ...     _ = f.write("CTC loss stats:\\nx\\nPER stats:\\n"
+    ...                 "%WER 9 [ 9 / 99, ]\\n"
     ...                 "A, %WER 50.00 [ 1 / 2, 0 ins, 1 del, 0 sub ]\\n"
     ...                 "B, %WER 0.00 [ 0 / 2, 0 ins, 0 del, 0 sub ]\\n")
     >>> per_from_file(p)
@@ -455,7 +459,8 @@ def measure_models(runs, cores, work, seconds, repeats, log):
         cmd += [sf, of]
         if shutil.which("taskset"):
             cmd = ["taskset", "-c", ",".join(map(str, slots[i]))] + cmd
-        env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2")
+        env = dict(os.environ, OMP_NUM_THREADS="2")
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
         outs.append(of)
     log(f"timing {len(models)} models in {n} workers of 2 cores")
@@ -701,7 +706,19 @@ def plot(summary, path):
     plt.close(fig)
 
 
-# Main ------------------------------------------------------------------------------
+def cpu_name():
+    """The CPU's model name (Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+# Main ------------------------------------------------------------------
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny CPU dry run")
@@ -795,19 +812,18 @@ def main(argv=None):
         return 1
     summary = summarize(rows)
     paired = paired_scratch(rows)
-    import platform
-
     import torch
 
     dev = args.device
     if dev.startswith("cuda") and torch.cuda.is_available():
         dev = torch.cuda.get_device_name(0)
     header = (
-        f"Command: `python benchmarks/accuracy_study.py {' '.join(sys.argv[1:])}`"
-        f"  \nTraining device: {dev}; CPU timing: {platform.processor() or platform.machine()}"
+        "Command: `python benchmarks/accuracy_study.py "
+        f"{' '.join(sys.argv[1:])}`  \nTraining device: {dev}; CPU timing: "
+        f"{cpu_name()}"
         f", {os.cpu_count()} cores; torch {torch.__version__}; "
         f"{time.time() - t0:.0f} s in all. Dense model CPU latency "
-        f"{rows[0]['dense_ms'] or 0:.1f} ms (median over workers)."
+        f"{rows[0]['dense_ms'] or 0:.1f} ms (10 s of features, batch 1)."
     )
     md = write_results(rows, summary, paired, args.results, args.tag, header)
     plot(summary, os.path.join(args.results, f"accuracy_{args.tag}.png"))
