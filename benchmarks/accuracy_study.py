@@ -58,6 +58,8 @@ RECIPE = os.path.join(ROOT, "recipes", "TIMIT", "ASR", "CTC")
 CRITERIA = ("taylor", "fisher", "activation", "random")
 TARGETS = (0.3, 0.5)
 N_MELS = 40
+if ROOT not in sys.path:  # the driver imports speechbrain_prune too
+    sys.path.insert(0, ROOT)
 MARKERS = {"taylor": "o", "fisher": "s", "activation": "^", "random": "D"}
 
 #: A tiny model and corpus for ``--quick`` (the recipe's eSpeak corpus).
