@@ -134,6 +134,7 @@ class Run:
         self.info = info  # criterion, target, source, new_epochs
         self.proc = self.log = self.cores = None
         self.start = self.end = None
+        self.load = 0.0  # integral of the number of runs going beside it
         self.status = "waiting"
 
     @property
@@ -181,6 +182,8 @@ class Run:
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[k] = str(threads)
+        # Many runs share one GPU: give cached blocks of varying sizes back.
+        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
         cmd = self.command()
         if shutil.which("taskset"):
             cmd = ["taskset", "-c", ",".join(map(str, cores))] + cmd
@@ -278,34 +281,43 @@ def plan_runs(args, work, common):
     return runs
 
 
-def schedule(runs, cores, per_job, threads, deadline, log):
+def schedule(runs, slots, threads, deadline, log):
     """Runs ``runs`` side by side, each on its own cores, until done.
 
-    A run starts when its inputs exist and a set of cores is free, and
-    only if it can end before ``deadline`` (estimated from the seconds per
-    epoch of the runs finished so far, x1.3); runs still going at the
-    deadline are stopped.
+    A run starts when its inputs exist and one of ``slots`` (lists of
+    cores) is free, and only if it can end before ``deadline``. The
+    estimate: the GPU is shared, so an epoch's time grows with the number
+    of runs going at once; each finished run gives the seconds an epoch
+    took per run going beside it (median of the last five), times the
+    number that would be going, at least the fastest epoch seen, x1.15.
+    Runs still going at the deadline are stopped.
     """
-    free = [cores[i : i + per_job] for i in range(0, len(cores), per_job)]
-    free = [c for c in free if len(c) == per_job]
-    per_epoch = []
-    order = list(runs)
+    free = list(slots)
+    per_share, fastest = [], []
+    last = time.time()
     while True:
         now = time.time()
-        for r in runs.values():
-            if r.status == "running" and r.proc.poll() is not None:
+        running = [r for r in runs.values() if r.status == "running"]
+        for r in running:
+            r.load += len(running) * (now - last)
+        last = now
+        for r in running:
+            if r.proc.poll() is not None:
                 r.end = time.time()
                 r.log.close()
                 free.append(r.cores)
                 ok = r.proc.returncode == 0
                 r.status = "done" if ok else "failed"
                 if ok:
-                    per_epoch.append((r.end - r.start) / r.info["new_epochs"])
+                    took = r.end - r.start
+                    epoch = took / r.info["new_epochs"]
+                    fastest.append(epoch)
+                    per_share.append(epoch / max(1.0, r.load / took))
                 log(
                     f"{r.status}: {r.name} ({r.end - r.start:.0f} s"
                     f"{'' if ok else ', see ' + r.log.name})"
                 )
-            elif r.status == "running" and now > deadline:
+            elif now > deadline:
                 r.proc.kill()
                 r.proc.wait()
                 r.status, r.end = "killed", time.time()
@@ -318,13 +330,15 @@ def schedule(runs, cores, per_job, threads, deadline, log):
                 if src.status in ("failed", "killed", "skipped"):
                     r.status = "skipped"
                     log(f"skipped: {r.name} ({src.name} {src.status})")
-        for name in order:
-            r = runs[name]
+        for r in runs.values():
             if r.status != "waiting" or not free or not r.ready(runs):
                 continue
-            est = (
-                1.3 * max(per_epoch) * r.info["new_epochs"] if per_epoch else 0
-            )
+            est = 0.0
+            if per_share:
+                going = 1 + sum(x.status == "running" for x in runs.values())
+                share = statistics.median(per_share[-5:])
+                epoch = max(share * going, min(fastest))
+                est = 1.15 * epoch * r.info["new_epochs"]
             if time.time() + est > deadline:
                 r.status = "skipped"
                 log(f"skipped: {r.name} (est. {est:.0f} s, past the budget)")
@@ -373,147 +387,216 @@ def per_from_file(path):
     return 100.0 * edits / total, len(pairs)
 
 
-def model_spec(r):
-    """What a latency worker needs to rebuild a run's best model."""
-    over = {
-        k: v
-        for k, v in r.overrides.items()
-        if k not in ("data_folder", "device", "number_of_epochs")
+def stage_widths(train_log):
+    """Kept widths of the last pruning stage a recipe's train log reports.
+
+    Returns ``({group id: (kept, total)}, params after)``; the Pruner
+    writes this table at every stage. Stages that removed whole layers
+    are refused (the architecture is not rebuilt from widths then).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "train_log.txt")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("Pruning stage 1/1 at epoch 2 (x)\\n"
+    ...                 "| group | kept / total |\\n|---|---:|\\n"
+    ...                 "| model.RNN.layer0 | 12 / 16 |\\n"
+    ...                 "MACs 9 -> 5 (55.6% of unpruned); params 1,000 -> "
+    ...                 "700 (70.0% of unpruned)\\n")
+    >>> stage_widths(p)
+    ({'model.RNN.layer0': (12, 16)}, 700)
+    """
+    with open(train_log) as f:
+        text = f.read()
+    if "Pruning stage" not in text:
+        raise ValueError(f"{train_log}: no pruning stage")
+    last = text.rsplit("Pruning stage", 1)[1]
+    chosen = re.findall(r"removed layers (.*?), .*<- chosen", last)
+    if chosen and chosen[0].strip() != "none":
+        raise ValueError(f"{train_log}: layers removed ({chosen[0]})")
+    widths = {
+        g: (int(k), int(t))
+        for g, k, t in re.findall(
+            r"^\| (\S+) \| (\d+) / (\d+) \|$", last, flags=re.M
+        )
     }
-    return {"name": r.name, "yaml": r.yaml, "overrides": over}
+    params = re.search(r"params [\d,]+ -> ([\d,]+)", last)
+    return widths, int(params.group(1).replace(",", ""))
 
 
-def latency_worker(spec_file, out_file):
-    """Params, MACs and CPU latency (vs the dense model) of a few models.
+def build_architecture(overrides, widths, folder):
+    """The recipe's ``Sequential(model, output)``, pruned to ``widths``.
 
-    Runs in its own process, pinned by the caller; ``threads`` torch
-    threads; each model is timed side by side with the dense architecture
-    (``latency_ratio``), batch 1, ``seconds`` of features.
+    Latency, MACs and parameters depend on the shapes alone, so the
+    architecture of a run is rebuilt from the kept widths its train log
+    reports (random weights; the last channels of each group removed).
+    """
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    from speechbrain_prune.graph import discover_groups
+    from speechbrain_prune.plan import PruningPlan
+
+    text = "\n".join(f"{k}: {v}" for k, v in overrides.items())
+    text += f"\noutput_folder: {folder}"
+    with open(os.path.join(RECIPE, "hparams", "train.yaml")) as f:
+        hp = load_hyperpyyaml(f, text)
+    root = torch.nn.ModuleDict({"model": hp["model"], "output": hp["output"]})
+    if widths:
+        x = torch.rand(1, 100, N_MELS)
+        groups = discover_groups(root, lambda m: m.output(m.model(x)))
+        sizes = {g.id: g.size for g in groups}
+        missing = set(widths) - set(sizes)
+        if missing:
+            raise ValueError(f"groups {sorted(missing)} not in the model")
+        removals = {
+            gid: list(range(kept, sizes[gid]))
+            for gid, (kept, total) in widths.items()
+            if kept < sizes[gid]
+        }
+        PruningPlan().prune(root, groups, removals)
+    return torch.nn.Sequential(root["model"], root["output"]).eval()
+
+
+def time_worker(spec_file, out_file):
+    """Params, MACs and CPU latency of every architecture, in one process.
+
+    All models run in the same rounds, side by side (the order reversed
+    every other round); the latency ratio is the median over rounds of
+    (model / dense model in the same round); batch 1, ``seconds`` of
+    features, ``threads`` torch threads (the caller pins the process).
     """
     import torch
 
     from speechbrain_prune.costs import count_macs, count_params
-    from speechbrain_prune.costs.latency import latency_ratio, measure_latency
-    from speechbrain_prune.export.select import load_best
+    from speechbrain_prune.demo import measure_latencies
 
     with open(spec_file) as f:
         spec = json.load(f)
     torch.set_num_threads(spec["threads"])
     torch.set_flush_denormal(True)
     x = torch.rand(1, int(spec["seconds"] * 100), N_MELS)
-
-    def build(m):
-        text = "\n".join(f"{k}: {v}" for k, v in m["overrides"].items())
-        hp = load_best(m["yaml"], overrides=text, min_key="PER")[0]
-        net = torch.nn.Sequential(
-            hp["modules"]["model"], hp["modules"]["output"]
-        )
-        return net.eval()
-
-    ref = build(spec["reference"])
-    res = {}
-    for m in spec["models"]:
-        net = build(m)
-        row = {"params": count_params(net), "macs": count_macs(net, run=x)}
-        if m.get("time"):
-            row["latency_ratio"] = latency_ratio(
-                ref, net, x, repeats=spec["repeats"], warmup=1, rounds=3
-            )
-        if m["name"] == spec["reference"]["name"]:
-            row["latency_ms"] = 1000 * measure_latency(net, x, spec["repeats"])
-        res[m["name"]] = row
+    folder = os.path.join(os.path.dirname(spec_file), "arch")
+    models, res = {}, {}
+    for name, widths in spec["models"].items():
+        models[name] = build_architecture(spec["overrides"], widths, folder)
+        res[name] = {
+            "params": count_params(models[name]),
+            "macs": count_macs(models[name], run=x),
+        }
+    timed = measure_latencies(
+        models, N_MELS, seconds=spec["seconds"], repeats=spec["repeats"]
+    )
+    for name, (sec, ratio) in timed.items():
+        res[name].update(latency_ms=1000 * sec, latency_ratio=ratio)
     with open(out_file, "w") as f:
         json.dump(res, f)
 
 
-def measure_models(runs, cores, work, seconds, repeats, log):
-    """Params, MACs, latency of every finished run (parallel workers)."""
+def arch_name(r):
+    """The architecture a run trained: dense, or its pruned run's."""
+    if r.kind.startswith("dense"):
+        return "dense"
+    return r.info["source"] if r.kind == "scratch" else r.name
+
+
+def measure_models(runs, cores, work, common, seconds, repeats, log):
+    """Params, MACs and CPU latency of every trained architecture.
+
+    Rebuilt from the pruned runs' train logs and timed in one process
+    pinned to 2 cores, after all training (nothing else runs then).
+    """
     done = [r for r in runs.values() if r.status == "done"]
-    dense = [r for r in done if r.kind == "dense_ft"] or [
-        r for r in done if r.kind == "dense"
-    ]
-    if not dense:
-        return {}
-    ref = model_spec(dense[0])
-    models = []
+    models = {"dense": None}
+    checks = {}
     for r in done:
-        m = model_spec(r)
-        m["time"] = r.kind in ("pruned",) or r is dense[0]
-        models.append(m)
-    # Timed models spread over the workers first, the rest after.
-    models.sort(key=lambda m: not m["time"])
-    slots = [cores[i : i + 2] for i in range(0, len(cores) - 1, 2)] or [cores]
-    n = min(len(slots), len(models))
-    procs, outs = [], []
-    for i in range(n):
-        spec = {
-            "reference": ref,
-            "models": models[i::n],
-            "threads": len(slots[i]),
-            "seconds": seconds,
-            "repeats": repeats,
-        }
-        sf = os.path.join(work, f"latency_spec_{i}.json")
-        of = os.path.join(work, f"latency_out_{i}.json")
-        with open(sf, "w") as f:
-            json.dump(spec, f)
-        cmd = [sys.executable, os.path.abspath(__file__), "--latency-worker"]
-        cmd += [sf, of]
-        if shutil.which("taskset"):
-            cmd = ["taskset", "-c", ",".join(map(str, slots[i]))] + cmd
-        env = dict(os.environ, OMP_NUM_THREADS="2")
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
-        outs.append(of)
-    log(f"timing {len(models)} models in {n} workers of 2 cores")
-    res = {}
-    for p, of in zip(procs, outs):
-        if p.wait() != 0:
-            log(f"latency worker failed ({of})")
-            continue
-        with open(of) as f:
-            res.update(json.load(f))
+        if r.kind == "pruned":
+            widths, params = stage_widths(
+                os.path.join(r.folder, "train_log.txt")
+            )
+            models[r.name] = widths
+            checks[r.name] = params
+    model_keys = {
+        k: v
+        for k, v in common.items()
+        if k not in ("data_folder", "device", "embedded_data_folder")
+        and k not in ("batch_size", "num_workers")
+    }
+    spec = {
+        "overrides": model_keys,
+        "models": models,
+        "threads": 2,
+        "seconds": seconds,
+        "repeats": repeats,
+    }
+    sf = os.path.join(work, "time_spec.json")
+    of = os.path.join(work, "time_out.json")
+    with open(sf, "w") as f:
+        json.dump(spec, f)
+    cmd = [sys.executable, os.path.abspath(__file__), "--time-worker", sf, of]
+    if shutil.which("taskset") and len(cores) >= 2:
+        cmd = ["taskset", "-c", ",".join(map(str, cores[:2]))] + cmd
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    log(f"timing {len(models)} architectures side by side on 2 cores")
+    if subprocess.call(cmd, env=env, cwd=ROOT) != 0:
+        log("timing failed")
+        return {}
+    with open(of) as f:
+        res = json.load(f)
+    for name, params in checks.items():
+        if res[name]["params"] != params:
+            raise RuntimeError(
+                f"{name}: rebuilt with {res[name]['params']} params, the "
+                f"run logged {params}"
+            )
     return res
 
 
-def collect(runs, measured, args):
-    """One row per finished run."""
+def checkpoint_params(folder):
+    """Parameters in a run's newest checkpoint (model + output), or None."""
+    import torch
+
+    ckpts = sorted(glob.glob(os.path.join(folder, "save", "CKPT+*")))
+    if not ckpts:
+        return None
+    total = 0
+    for key in ("model", "output"):
+        state = torch.load(
+            os.path.join(ckpts[-1], f"{key}.ckpt"), map_location="cpu"
+        )
+        total += sum(
+            v.numel()
+            for k, v in state.items()
+            if torch.is_tensor(v)
+            and "running_" not in k
+            and "num_batches" not in k
+        )
+    return total
+
+
+def collect(runs, measured):
+    """One row per finished run (its architecture's costs, its test PER)."""
     rows = []
-    dense_ms = [
-        measured[r.name]["latency_ms"]
-        for r in runs.values()
-        if r.name in measured
-        and "latency_ms" in measured[r.name]
-        and r.kind.startswith("dense")
-    ]
-    base = None
+    dense = measured["dense"]
     for r in runs.values():
-        if r.status != "done" or r.name not in measured:
-            continue
-        if base is None and r.kind.startswith("dense"):
-            base = measured[r.name]
-    for r in runs.values():
-        if r.status != "done" or r.name not in measured:
+        if r.status != "done" or arch_name(r) not in measured:
             continue
         per, n_utt = per_from_file(os.path.join(r.folder, "wer_test.txt"))
-        m = measured[r.name]
-        lat = m.get("latency_ratio")
-        src = r.info.get("source")
-        if r.kind == "scratch" and src in measured:
-            if measured[src]["params"] != m["params"]:
-                raise RuntimeError(
-                    f"{r.name}: {m['params']} params, its pruned run "
-                    f"{src} {measured[src]['params']}: not the same shapes"
-                )
-            lat = measured[src].get("latency_ratio")  # same architecture
-        if r.kind.startswith("dense"):
-            lat = 1.0
+        m = measured[arch_name(r)]
+        saved = checkpoint_params(r.folder)
+        if saved is not None and saved != m["params"]:
+            raise RuntimeError(
+                f"{r.name}: {saved} params in its checkpoint, "
+                f"{m['params']} in the architecture timed for it"
+            )
         crit = r.info.get("criterion", r.kind)
-        config = crit if r.kind == "pruned" else r.kind
+        config = r.kind
         if r.kind in ("pruned", "scratch"):
-            config = f"{config}{round(r.info['target'] * 100)}"
+            config = f"{crit}{round(r.info['target'] * 100)}"
             if r.kind == "scratch":
-                config = f"scratch_{crit}{round(r.info['target'] * 100)}"
+                config = "scratch_" + config
         rows.append(
             {
                 "config": config,
@@ -523,14 +606,14 @@ def collect(runs, measured, args):
                 "seed": r.seed,
                 "epochs": r.epochs,
                 "params": m["params"],
-                "param_ratio": m["params"] / base["params"],
+                "param_ratio": m["params"] / dense["params"],
                 "MMACs": m["macs"] / 1e6,
-                "MAC_ratio": m["macs"] / base["macs"],
-                "latency_ratio": lat,
-                "dense_ms": statistics.median(dense_ms) if dense_ms else None,
+                "MAC_ratio": m["macs"] / dense["macs"],
+                "latency_ratio": m["latency_ratio"],
+                "latency_ms": m["latency_ms"],
                 "PER": per,
                 "test_utts": n_utt,
-                "train_s": r.end - r.start,
+                "train_s": r.end - r.start if r.end else None,
             }
         )
     return rows
@@ -746,20 +829,36 @@ def parse(argv):
     )
     p.add_argument("--tag", default=None, help="file names: accuracy_<tag>")
     p.add_argument("--latency_seconds", type=float, default=10.0)
-    p.add_argument("--latency_repeats", type=int, default=3)
+    p.add_argument(
+        "--latency_repeats", type=int, default=7, help="timing rounds"
+    )
     p.add_argument(
         "--latency_reserve",
         type=float,
-        default=120,
+        default=150,
         help="seconds of the budget kept for timing and the table",
     )
+    p.add_argument(
+        "--max_parallel",
+        type=int,
+        default=None,
+        help="runs at once (default: one per --cores_per_run cores; on one "
+        "GPU a stock-size run saturates it at about 4 and each takes up to "
+        "13 GB of its memory)",
+    )
     p.add_argument("--model", nargs="*", default=[], help="key=value overrides")
-    p.add_argument("--latency-worker", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--collect_only",
+        action="store_true",
+        help="no training: table and plot from the runs already in --work "
+        "(their train logs and wer_test.txt), architectures timed here",
+    )
+    p.add_argument("--time-worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.finetune = 1, 1, 1
         args.criteria, args.targets = ["taylor", "random"], [0.5]
-        args.scratch, args.latency_repeats = ["taylor"], 2
+        args.scratch, args.latency_repeats = ["taylor"], 3
         args.tag = args.tag or "quick"
         args.work = os.path.join(args.work, "quick")
     args.tag = args.tag or "timit_ctc"
@@ -772,13 +871,15 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
-    if args.latency_worker:
-        return latency_worker(*args.latency_worker)
+    if args.time_worker:
+        return time_worker(*args.time_worker)
     t0 = time.time()
     work = os.path.abspath(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    logf = open(os.path.join(work, "study_log.txt"), "w")
+    if not args.collect_only:
+        shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work, exist_ok=True)
+    log_name = "collect_log.txt" if args.collect_only else "study_log.txt"
+    logf = open(os.path.join(work, log_name), "w")
 
     def log(msg):
         line = f"[{time.time() - t0:6.0f} s] {msg}"
@@ -799,40 +900,83 @@ def main(argv=None):
         common[k] = v
     runs = plan_runs(args, work, common)
     cores = sorted(os.sched_getaffinity(0))
-    log(f"{len(runs)} runs planned; cores {cores}; argv {sys.argv[1:]}")
-    reserve = args.latency_reserve
-    schedule(
-        runs, cores, args.cores_per_run, args.cores_per_run,
-        t0 + args.budget - reserve, log,
-    )  # fmt: skip
+    n = args.cores_per_run
+    slots = [cores[i : i + n] for i in range(0, len(cores) - n + 1, n)]
+    slots = slots[: args.max_parallel or len(slots)]
+    log(f"{len(runs)} runs planned; slots {slots}; argv {sys.argv[1:]}")
+    if args.collect_only:
+        mark_finished(runs, work)
+    else:
+        deadline = t0 + args.budget - args.latency_reserve
+        schedule(runs, slots, n, deadline, log)
     measured = measure_models(
-        runs, cores, work, args.latency_seconds, args.latency_repeats, log
-    )
-    rows = collect(runs, measured, args)
+        runs, cores, work, common, args.latency_seconds,
+        args.latency_repeats, log,
+    )  # fmt: skip
+    rows = collect(runs, measured) if measured else []
     if not rows:
         log("no finished run")
         return 1
     summary = summarize(rows)
     paired = paired_scratch(rows)
-    import torch
-
-    dev = args.device
-    if dev.startswith("cuda") and torch.cuda.is_available():
-        dev = torch.cuda.get_device_name(0)
-    header = (
-        "Command: `python benchmarks/accuracy_study.py "
-        f"{' '.join(sys.argv[1:])}`  \nTraining device: {dev}; CPU timing: "
-        f"{cpu_name()}"
-        f", {os.cpu_count()} cores; torch {torch.__version__}; "
-        f"{time.time() - t0:.0f} s in all. Dense model CPU latency "
-        f"{rows[0]['dense_ms'] or 0:.1f} ms (10 s of features, batch 1)."
-    )
-    md = write_results(rows, summary, paired, args.results, args.tag, header)
+    write_results(
+        rows, summary, paired, args.results, args.tag,
+        header(args, work, measured, t0),
+    )  # fmt: skip
     plot(summary, os.path.join(args.results, f"accuracy_{args.tag}.png"))
-    print(md)
+    with open(os.path.join(args.results, f"accuracy_{args.tag}.md")) as f:
+        print(f.read())
     not_done = [r.name for r in runs.values() if r.status != "done"]
     log(f"not finished: {not_done}" if not_done else "all runs finished")
     return 0
+
+
+def mark_finished(runs, work):
+    """``--collect_only``: a run with a ``wer_test.txt`` is done; its
+    training time is read from the study log."""
+    took = {}
+    path = os.path.join(work, "study_log.txt")
+    if os.path.isfile(path):
+        with open(path) as f:
+            for name, sec in re.findall(r"done: (\S+) \((\d+) s\)", f.read()):
+                took[name] = float(sec)
+    for r in runs.values():
+        if os.path.isfile(os.path.join(r.folder, "wer_test.txt")):
+            r.status, r.start, r.end = "done", 0.0, took.get(r.name)
+
+
+def header(args, work, measured, t0):
+    """Commands, machines and versions above the table."""
+    import torch
+
+    lines = []
+    path = os.path.join(work, "study_log.txt")
+    if args.collect_only and os.path.isfile(path):
+        with open(path) as f:
+            first = f.readline()
+        argv = re.search(r"argv (\[.*\])", first)
+        if argv:
+            train = " ".join(json.loads(argv.group(1).replace("'", '"')))
+            lines.append(
+                f"Training: `python benchmarks/accuracy_study.py {train}`"
+            )
+    what = "Table" if args.collect_only else "Command"
+    lines.append(
+        f"{what}: `python benchmarks/accuracy_study.py "
+        f"{' '.join(sys.argv[1:])}`"
+    )
+    dev = args.device
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = torch.cuda.get_device_name(0)
+    lines.append(
+        f"CPU timing here: {cpu_name()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}; dense model "
+        f"{measured['dense']['latency_ms']:.0f} ms per 10 s of features "
+        "(batch 1, 2 threads); "
+        f"{time.time() - t0:.0f} s"
+        + ("" if args.collect_only else f"; training device: {dev}")
+    )
+    return "  \n".join(lines)
 
 
 if __name__ == "__main__":
