@@ -446,7 +446,7 @@ def build_architecture(overrides, widths, folder):
     if widths:
         x = torch.rand(1, 100, N_MELS)
         groups = discover_groups(root, lambda m: m.output(m.model(x)))
-        sizes = {g.id: g.size for g in groups}
+        sizes = {g.id: g.size for g in groups.values()}
         missing = set(widths) - set(sizes)
         if missing:
             raise ValueError(f"groups {sorted(missing)} not in the model")
@@ -501,7 +501,9 @@ def arch_name(r):
     return r.info["source"] if r.kind == "scratch" else r.name
 
 
-def measure_models(runs, cores, work, common, seconds, repeats, log):
+def measure_models(
+    runs, cores, work, common, seconds, repeats, log, reuse=False
+):
     """Params, MACs and CPU latency of every trained architecture.
 
     Rebuilt from the pruned runs' train logs and timed in one process
@@ -532,6 +534,13 @@ def measure_models(runs, cores, work, common, seconds, repeats, log):
     }
     sf = os.path.join(work, "time_spec.json")
     of = os.path.join(work, "time_out.json")
+    if reuse and os.path.isfile(of) and os.path.isfile(sf):
+        with open(sf) as f:
+            same = json.load(f) == spec
+        if same:
+            log(f"timings of the same architectures reused from {of}")
+            with open(of) as f:
+                return json.load(f)
     with open(sf, "w") as f:
         json.dump(spec, f)
     cmd = [sys.executable, os.path.abspath(__file__), "--time-worker", sf, of]
@@ -647,12 +656,20 @@ def summarize(rows):
         )
     ref = next((s for s in out if s["config"] == "dense_ft"), None)
     for s in out:
-        s["vs_dense_ft"] = s["verdict"] = ""
+        s["vs_dense_ft"] = s["verdict"] = s["paired_diff"] = ""
         if ref is None or s is ref:
             continue
         rel = 100 * (s["PER_mean"] / ref["PER_mean"] - 1)
         s["vs_dense_ft"] = f"{rel:+.1f} %"
         s["verdict"] = noise_verdict(s, ref)
+        diffs = [
+            per - ref["per_seed"][seed]
+            for seed, per in s["per_seed"].items()
+            if seed in ref["per_seed"]
+        ]
+        if diffs:
+            sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+            s["paired_diff"] = f"{statistics.mean(diffs):+.2f} ± {sd:.2f}"
     return out
 
 
@@ -700,7 +717,7 @@ def paired_scratch(rows):
 SUMMARY_COLUMNS = (
     "config", "epochs", "seeds", "param_ratio", "MAC_ratio",
     "latency_ratio", "PER_mean", "PER_sd", "PER_min", "PER_max",
-    "vs_dense_ft", "verdict",
+    "vs_dense_ft", "verdict", "paired_diff",
 )  # fmt: skip
 
 
@@ -732,6 +749,14 @@ def write_results(rows, summary, paired, results, tag, header):
         lines.append(
             "| " + " | ".join(fmt(s[k], k) for k in SUMMARY_COLUMNS) + " |"
         )
+    lines += [
+        "",
+        "latency_ratio: CPU latency / dense, measured (see above); "
+        "vs_dense_ft: relative difference of the mean PER; verdict: "
+        "difference of the means against 2 standard errors of the seed "
+        "spread; paired_diff: PER minus dense_ft's PER of the same seed "
+        "(both resume the same dense checkpoint), mean ± sd over seeds.",
+    ]
     if paired:
         lines += ["", "Pruned minus scratch (same shapes), paired by seed:", ""]
         lines += ["| pruned | scratch | mean PER difference | sd | seeds |"]
@@ -911,7 +936,7 @@ def main(argv=None):
         schedule(runs, slots, n, deadline, log)
     measured = measure_models(
         runs, cores, work, common, args.latency_seconds,
-        args.latency_repeats, log,
+        args.latency_repeats, log, reuse=args.collect_only,
     )  # fmt: skip
     rows = collect(runs, measured) if measured else []
     if not rows:
