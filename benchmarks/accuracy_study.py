@@ -484,6 +484,9 @@ def time_worker(spec_file, out_file):
         res[name] = {
             "params": count_params(models[name]),
             "macs": count_macs(models[name], run=x),
+            "shapes": {
+                k: list(v.shape) for k, v in models[name].state_dict().items()
+            },
         }
     timed = measure_latencies(
         models, N_MELS, seconds=spec["seconds"], repeats=spec["repeats"]
@@ -563,26 +566,23 @@ def measure_models(
     return res
 
 
-def checkpoint_params(folder):
-    """Parameters in a run's newest checkpoint (model + output), or None."""
+def checkpoint_shapes(folder):
+    """``{key: shape}`` of a run's newest checkpoint (model + output),
+    keyed as in ``Sequential(model, output)``, or None."""
     import torch
 
     ckpts = sorted(glob.glob(os.path.join(folder, "save", "CKPT+*")))
     if not ckpts:
         return None
-    total = 0
-    for key in ("model", "output"):
+    shapes = {}
+    for i, key in enumerate(("model", "output")):
         state = torch.load(
             os.path.join(ckpts[-1], f"{key}.ckpt"), map_location="cpu"
         )
-        total += sum(
-            v.numel()
-            for k, v in state.items()
-            if torch.is_tensor(v)
-            and "running_" not in k
-            and "num_batches" not in k
-        )
-    return total
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                shapes[f"{i}.{k}"] = list(v.shape)
+    return shapes
 
 
 def collect(runs, measured):
@@ -594,11 +594,15 @@ def collect(runs, measured):
             continue
         per, n_utt = per_from_file(os.path.join(r.folder, "wer_test.txt"))
         m = measured[arch_name(r)]
-        saved = checkpoint_params(r.folder)
-        if saved is not None and saved != m["params"]:
+        saved = checkpoint_shapes(r.folder) if "shapes" in m else None
+        if saved is not None and saved != m["shapes"]:
+            diff = sorted(
+                k for k in set(saved) | set(m["shapes"])
+                if saved.get(k) != m["shapes"].get(k)
+            )  # fmt: skip
             raise RuntimeError(
-                f"{r.name}: {saved} params in its checkpoint, "
-                f"{m['params']} in the architecture timed for it"
+                f"{r.name}: its checkpoint's shapes differ from the "
+                f"architecture timed for it at {diff[:5]}"
             )
         crit = r.info.get("criterion", r.kind)
         config = r.kind
