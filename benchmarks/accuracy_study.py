@@ -22,19 +22,24 @@ Every run is a subprocess pinned with ``taskset`` to its own CPU core(s);
 a scheduler starts runs as their inputs appear (a scratch run as soon as
 its pruned run has saved the plan) and starts none that cannot end before
 ``--budget`` seconds. The test PER is recomputed from each run's
-``wer_test.txt`` (the per-utterance edit counts), params and MACs are
-counted on the best checkpoint of the final structure, and the CPU latency
-of every pruned architecture is timed against the dense one
-(:func:`speechbrain_prune.costs.latency.latency_ratio`, batch 1, 10 s of
-features, 2 threads), in parallel workers each pinned to 2 cores.
+``wer_test.txt`` (the per-utterance edit counts). Params, MACs and CPU
+latency depend on the shapes alone: each pruned run's architecture is
+rebuilt from the kept widths its pruning stage logs (its checkpoint's
+shapes must match, as must the scratch runs'), and all architectures are
+timed side by side after training, in one process pinned to 2 cores
+(2 threads, batch 1, 10 s of features; ratio to the dense model in the
+same round, median over rounds). ``--collect_only`` makes the table again
+from the runs' logs.
 
-To run (GPU, as in recipes/TIMIT/ASR/CTC/README.md)::
+To run (GPU, as in recipes/TIMIT/ASR/CTC/README.md; about 9 minutes on
+one H200)::
 
     python benchmarks/accuracy_study.py \\
-        --data_folder ../shared/data/timit-synth \\
-        --device cuda --seeds 3 --epochs 6 --finetune 3 --budget 470
+        --data_folder ../shared/data/timit-synth --device cuda \\
+        --seeds 2 --epochs 5 --finetune 3 --batch_size 16 \\
+        --scratch taylor --max_parallel 8 --budget 540
 
-    python benchmarks/accuracy_study.py --quick   # CPU dry run, ~2 minutes
+    python benchmarks/accuracy_study.py --quick   # CPU dry run, minutes
 
 Authors
  * speechbrain-prune team 2026
