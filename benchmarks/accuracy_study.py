@@ -544,7 +544,7 @@ def measure_models(
     of = os.path.join(work, "time_out.json")
     if reuse and os.path.isfile(of) and os.path.isfile(sf):
         with open(sf) as f:
-            same = json.load(f) == spec
+            same = json.load(f) == json.loads(json.dumps(spec))
         if same:
             log(f"timings of the same architectures reused from {of}")
             with open(of) as f:
