@@ -41,7 +41,7 @@ from speechbrain.utils.checkpoints import (
 from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from speechbrain_prune.costs import count_macs, count_params, group_costs
+from speechbrain_prune.costs import count_macs, count_params
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -50,11 +50,11 @@ from speechbrain_prune.selection import SelectionError, Selector
 from speechbrain_prune.selection.joint import (
     PruningChoice,
     allowed_depth_candidates,
-    choose_depth_and_width,
     latency_cost_ratio,
     ordered_depth,
     table_without,
 )
+from speechbrain_prune.step import PruneStep
 from speechbrain_prune.training.hook import InstanceHook
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
@@ -513,8 +513,18 @@ class Pruner:
             report = []
             if cost_before > goal:
                 batches = self._scoring_batches(train_set, index)
-                chooser = _StageChoice(
-                    self, root, scratch, groups, run, batches, report
+                chooser = PruneStep(
+                    root,
+                    run,
+                    self._model_loss,
+                    batches,
+                    self.scorer,
+                    measure=self.measure,
+                    selection=self.selection,
+                    depth=self.uses_depth,
+                    groups_of=lambda model: self._groups(model, run),
+                    groups=groups,
+                    seed=self.seed,
                 )
                 if latency is None:
                     choice = chooser(1.0 - goal / cost_before)
@@ -522,6 +532,7 @@ class Pruner:
                     choice, latency = self._latency_choice(
                         index, scratch, groups, train_set, chooser, target
                     )
+                report = chooser.report
                 ledger = choice.apply(root, plan=self.plan)
                 for opt in optimizers_of(brain):
                     remap_optimizer(
@@ -593,37 +604,11 @@ class Pruner:
         """Context: ``brain.modules`` is ``modules`` meanwhile."""
         return _Swapped(self.brain, modules)
 
-    def _loss_of(self, batches):
-        """``loss_of(modules)``: mean training loss of ``modules`` on
-        ``batches`` (eval mode, no gradient, seeded per batch, averaged
-        over ranks), the measure that candidate mixes are compared by."""
-        loss_fn = brain_loss_fn(self.brain)
-
-        def loss_of(modules):
-            was_training = modules.training
-            modules.eval()
-            total = torch.zeros(2, dtype=torch.float64)
-            try:
-                with self._swapped(modules), torch.no_grad():
-                    for b, batch in enumerate(batches):
-                        with torch.random.fork_rng(devices=[]):
-                            torch.manual_seed(self.seed + 7919 * b)
-                            loss = loss_fn(batch)
-                        total[0] += float(loss)
-                        total[1] += 1
-            finally:
-                modules.train(was_training)
-            if (
-                torch.distributed.is_available()
-                and torch.distributed.is_initialized()
-            ):
-                device = next(modules.parameters()).device
-                total = total.to(device)
-                torch.distributed.all_reduce(total)
-                total = total.cpu()
-            return float(total[0] / max(float(total[1]), 1.0))
-
-        return loss_of
+    def _model_loss(self, modules, batch):
+        """The recipe's training loss of ``batch`` through ``modules``
+        (``brain.modules`` is swapped for them meanwhile)."""
+        with self._swapped(modules):
+            return brain_loss_fn(self.brain)(batch)
 
     # Latency stages -----------------------------------------------------
     def _latency_stage(self):
@@ -1015,109 +1000,6 @@ class _Swapped:
     def __exit__(self, *exc):
         self.brain.modules = self.live
         return False
-
-
-class _StageChoice:
-    """``choose(fraction, table=None) -> PruningChoice`` for one stage.
-
-    Width only, or width and depth in one ranking
-    (:func:`choose_depth_and_width`) when the pruner allows depth and the
-    model has removable layers. The current model's channel scores are
-    computed once and reused by every call (a latency stage may select
-    more than once); a mix without some layers is scored on its own copy.
-    """
-
-    def __init__(self, pruner, root, scratch, groups, run, batches, report):
-        self.pruner = pruner
-        self.root = root
-        self.scratch = scratch
-        self.groups = groups
-        self.run = run
-        self.batches = batches
-        self.report = report
-        self.candidates = pruner._depth_candidates(scratch)
-        self._scores = None
-        self._costs = None
-        self._base_cost = None
-
-    def _width(self, model, groups, fraction, table, scores, costs):
-        selector = self.pruner._selector(fraction, table)
-        if table is not None:
-            # Groups the table has no curve for (renamed by an earlier
-            # depth removal) keep their width.
-            unknown = [
-                g.id for g in groups.prunable() if g.id not in table["groups"]
-            ]
-            selector.protect = selector.protect + unknown
-        return selector.select(
-            copy_module(model), groups, scores, run=self.run, costs=costs
-        )
-
-    def _unit_costs(self, model, groups):
-        """Per-channel MACs and parameters, when the selection counts
-        MACs (a forward per group); else the selector's meter measures
-        what it needs itself."""
-        pruner = self.pruner
-        cost = pruner.selection.get("cost") or pruner.measure
-        if "macs" not in (pruner.measure, cost):
-            return None
-        return group_costs(model, groups, self.run)
-
-    def _exact_cost_ratio(self, model, depth):
-        pruner = self.pruner
-        if self._base_cost is None:
-            self._base_cost = pruner._cost(self.scratch, self.run)
-        return pruner._cost(copy_module(model), self.run) / self._base_cost
-
-    def current_scores(self):
-        if self._scores is None:
-            pruner = self.pruner
-            loss_fn = brain_loss_fn(pruner.brain)
-            self._scores = pruner.scorer.score(
-                self.root, self.groups, self.batches, loss_fn
-            )
-            self._costs = self._unit_costs(self.scratch, self.groups)
-        return self._scores, self._costs
-
-    def __call__(self, fraction, table=None):
-        if not self.candidates:
-            scores, costs = self.current_scores()
-            removals = self._width(
-                self.scratch, self.groups, fraction, table, scores, costs
-            )
-            return PruningChoice([], self.groups, removals)
-        pruner = self.pruner
-
-        if table is not None:
-            cost_ratio = latency_cost_ratio(table)
-        else:
-            cost_ratio = self._exact_cost_ratio
-
-        def width_choice(model, fraction, depth):
-            if not depth:
-                scores, costs = self.current_scores()
-                groups = self.groups
-            else:
-                groups = pruner._groups(copy_module(model), self.run)
-                with pruner._swapped(model):
-                    scores = pruner.scorer.score(
-                        model, groups, self.batches, brain_loss_fn(pruner.brain)
-                    )
-                costs = self._unit_costs(copy_module(model), groups)
-            sub = None if table is None else table_without(table, depth)
-            removals = self._width(model, groups, fraction, sub, scores, costs)
-            return groups, removals
-
-        choice, rows = choose_depth_and_width(
-            copy_module(self.root),
-            self.candidates,
-            1.0 - fraction,
-            cost_ratio,
-            width_choice,
-            pruner._loss_of(self.batches),
-        )
-        self.report[:] = rows
-        return choice
 
 
 def _set_rng(state):
