@@ -56,7 +56,6 @@ import torch
 from speechbrain_prune.cli import load_module
 from speechbrain_prune.costs import count_macs, count_params
 from speechbrain_prune.costs.latency import (
-    LatencyModel,
     build_latency_table,
     latency_ratio,
 )
@@ -64,11 +63,7 @@ from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.scorers import RandomScorer
 from speechbrain_prune.selection import SelectionError, Selector
-from speechbrain_prune.selection.joint import (
-    PruningChoice,
-    allowed_depth_candidates,
-    choose_depth_and_width,
-)
+from speechbrain_prune.step import PruneStep
 from speechbrain_prune.training.latency_stage import LatencyStage
 from speechbrain_prune.utils import copy_module
 
@@ -174,8 +169,12 @@ def output_change(dense, x):
 
 
 class Selections:
-    """The two selections of a condition: ``select(fraction, table)``
-    returning a :class:`PruningChoice`, as ``LatencyStage.choose`` wants.
+    """The two selections of a condition, each a library
+    :class:`~speechbrain_prune.step.PruneStep` (``step(fraction, table)``
+    returning a :class:`PruningChoice`, as ``LatencyStage.choose`` wants):
+    ``width`` (channels only) and ``depth`` (layers and blocks ranked with
+    the channels). Scores are seeded random; the loss that mixes are
+    compared by is the data-free :func:`output_change`.
 
     Arguments
     ---------
@@ -192,77 +191,49 @@ class Selections:
     def __init__(self, root, groups, probe, args):
         self.root = root
         self.groups = groups
-        self.probe = probe
-        self.args = args
-        self.loss_of = output_change(root, probe)
-        self.report = []
+        change = output_change(root, probe)
+        options = {
+            "round_to": args.round_to,
+            "min_keep_fraction": args.min_keep_fraction,
+            "seed": args.seed,
+        }
 
-    def selector(self, fraction, table, protect=()):
-        return Selector(
-            protect=list(protect),
-            target=fraction,
-            target_type="latency",
-            latency_table=table,
-            round_to=self.args.round_to,
-            min_keep_fraction=self.args.min_keep_fraction,
-            seed=self.args.seed,
-        )
+        def run(model):
+            return forward(model, probe)
 
-    def _width(self, model, groups, fraction, table):
-        scores = RandomScorer(seed=self.args.seed).score(
-            model, groups, None, None
-        )
-        # Groups the table does not know (renamed by a depth removal) stay.
-        unknown = [
-            g.id for g in groups.prunable() if g.id not in table["groups"]
-        ]
-        selector = self.selector(fraction, table, unknown)
-        return selector.select(model, groups, scores)
+        def step(depth):
+            return PruneStep(
+                root,
+                run,
+                lambda model, batch: change(model),
+                [probe],
+                RandomScorer(seed=args.seed),
+                measure="latency",
+                selection=options,
+                depth=depth,
+                groups=groups,
+            )
 
-    def width(self, fraction, table):
-        """Channels only."""
-        removals = self._width(self.root, self.groups, fraction, table)
-        return PruningChoice([], self.groups, removals)
+        self.width = step(False)
+        self.depth = step(True)
+        self.options = options
 
-    def depth(self, fraction, table):
-        """Layers and blocks ranked with channels (the joint selection)."""
-        latency = LatencyModel(table)
-
-        def saved(depth):
-            return sum(latency.depth_saving(c.name) for c in depth)
-
-        def cost_ratio(model, depth):
-            return 1.0 - saved(depth) / latency.base
-
-        def width_choice(model, fraction, depth):
-            if not depth:
-                groups = self.groups
-            else:
-                groups = discover_groups(
-                    model, lambda m: forward(m, self.probe)
-                )
-            sub = table
-            if depth:  # the table's curves around the shallower model
-                base = latency.base - saved(depth)
-                sub = dict(table, base_seconds=base, depth={})
-            return groups, self._width(model, groups, fraction, sub)
-
-        choice, rows = choose_depth_and_width(
-            copy_module(self.root),
-            allowed_depth_candidates(self.root),
-            1.0 - fraction,
-            cost_ratio,
-            width_choice,
-            self.loss_of,
-        )
-        self.report[:] = rows
-        return choice
+    @property
+    def report(self):
+        """The mixes the last depth-allowed selection compared."""
+        return self.depth.report
 
     def width_limit(self, table):
         """The largest latency fraction channels alone may remove (the
         table's estimate)."""
         try:
-            return self.selector(1e-6, table).check(self.root, self.groups)
+            selector = Selector(
+                target=1e-6,
+                target_type="latency",
+                latency_table=table,
+                **self.options,
+            )
+            return selector.check(self.root, self.groups)
         except SelectionError:
             return 0.0
 
@@ -272,6 +243,7 @@ def describe_choice(choice):
 
     Example
     -------
+    >>> from speechbrain_prune.selection.joint import PruningChoice
     >>> describe_choice(PruningChoice())
     'nothing'
     """
