@@ -272,9 +272,10 @@ def test_latency_stage_times_the_recipe_forward(tmp_path):
     assert {gid for gid, _, _ in record["groups"]} <= set(
         cache["table"]["groups"]
     )
-    assert record["depth"] == [
-        r["depth"] for r in record["mixes"] if r["chosen"]
-    ][0]
+    assert (
+        record["depth"]
+        == [r["depth"] for r in record["mixes"] if r["chosen"]][0]
+    )
     log = open(hparams["train_log"]).read()
     assert "target 20% fewer latency than unpruned" in log
     assert "latency (cpu, 2 threads, batch 1, 1 s of audio" in log

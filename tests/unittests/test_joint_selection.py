@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
-from conftest import build_crdnn
 
+from conftest import build_crdnn
 from speechbrain_prune.costs import count_params
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -181,3 +181,29 @@ pruner: !new:speechbrain_prune.Pruner
     assert a == b
     with pytest.raises(ValueError, match="either `schedule` or `target`"):
         Pruner("magnitude", target=0.3, schedule=objects.schedule)
+
+
+@pytest.mark.parametrize("depth", [False, True])
+def test_prune_step_without_a_brain(depth):
+    """The Brain-free step: the target is met, the plan replays on a fresh
+    model to the same function."""
+    from speechbrain_prune.step import prune_step
+
+    model = build_crdnn(rnn="gru", rnn_layers=3)
+    fresh = copy.deepcopy(model)
+    plan = PruningPlan()
+    before = count_params(model)
+    choice, _ = prune_step(
+        model,
+        lambda m: m(X),
+        lambda m, b: m(b).pow(2).mean(),
+        [X],
+        TaylorScorer(n_batches=1, progress=False),
+        0.4,
+        plan=plan,
+        depth=depth,
+    )
+    assert count_params(model) <= 0.6 * before
+    PruningPlan.from_dict(plan.to_dict()).apply(fresh)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.allclose(fresh.eval()(X), model.eval()(X), atol=1e-6)
