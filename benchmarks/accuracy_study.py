@@ -475,7 +475,7 @@ def time_worker(spec_file, out_file):
     import torch
 
     from speechbrain_prune.costs import count_macs, count_params
-    from speechbrain_prune.demo import measure_latencies
+    from speechbrain_prune.costs.latency import latency_ratio, measure_latency
 
     with open(spec_file) as f:
         spec = json.load(f)
@@ -493,11 +493,17 @@ def time_worker(spec_file, out_file):
                 k: list(v.shape) for k, v in models[name].state_dict().items()
             },
         }
-    timed = measure_latencies(
-        models, N_MELS, seconds=spec["seconds"], repeats=spec["repeats"]
-    )
-    for name, (sec, ratio) in timed.items():
-        res[name].update(latency_ms=1000 * sec, latency_ratio=ratio)
+    # The library's timer: each model side by side with the dense one
+    # (alternating rounds, ratio of medians).
+    dense = models["dense"]
+    base = measure_latency(dense, x, repeats=spec["repeats"], warmup=1)
+    for name, model in models.items():
+        ratio = 1.0
+        if name != "dense":
+            ratio = latency_ratio(
+                dense, model, x, repeats=spec["repeats"], warmup=1, rounds=3
+            )
+        res[name].update(latency_ms=1000 * base * ratio, latency_ratio=ratio)
     with open(out_file, "w") as f:
         json.dump(res, f)
 
