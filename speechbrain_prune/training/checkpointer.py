@@ -17,7 +17,7 @@ from speechbrain.utils.checkpoints import (
     Checkpoint,
     Checkpointer,
 )
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from speechbrain_prune.training.pruner import PRUNING_STEPS, put_first
 
@@ -113,6 +113,11 @@ class PruningCheckpointer(Checkpointer):
         ckpt = super().save_checkpoint(meta, *args, **kwargs)
         if ckpt is not None:  # the main process: it wrote the folder
             mark_complete(ckpt.path)
+        # Every rank waits until the folder is complete: a rank listing the
+        # checkpoints before (save_and_keep_only deletes right after saving)
+        # would skip the newest as incomplete, choose other deletions than
+        # the main process and hang in SpeechBrain's main-only deletion.
+        ddp_barrier()
         return ckpt
 
     def delete_checkpoints(self, *args, ckpt_predicate=None, **kwargs):
