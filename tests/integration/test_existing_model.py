@@ -122,6 +122,27 @@ def test_run_trained_with_stock_checkpointer_is_pruned(tmp_path):
     assert "epoch: 1" in log and "epoch: 2" in log
 
 
+def test_seq2seq_dense_run_is_pruned_under_the_edit(tmp_path):
+    """The seq2seq recipe's dense train.yaml (stock Checkpointer) and its
+    pruned variant differ by the pruning blocks only: a dense epoch, then
+    the stage on the resumed dense weights."""
+    out, data = tmp_path / "run", tmp_path / "data"
+    dense = seq2seq_opts(out, data, number_of_epochs=1)
+    dense = {k: v for k, v in dense.items() if not k.startswith("prune_")}
+    brain, hparams, datasets = build("seq2seq", "train.yaml", dense)
+    fit(brain, hparams, datasets)
+    assert "pruner" not in hparams
+    (ckpt,) = checkpoints(hparams["save_folder"])
+    assert not os.path.exists(os.path.join(ckpt, "pruner.ckpt"))
+    o = seq2seq_opts(out, data, number_of_epochs=2, prune_start_epoch=2)
+    brain, hparams, datasets = build("seq2seq", "train_pruned.yaml", o)
+    fit(brain, hparams, datasets)
+    (record,) = hparams["pruner"].history
+    assert record["epoch"] == 2
+    assert record["macs_before"] == record["base_macs"]  # resumed dense
+    assert record["params_after"] < record["params_before"]
+
+
 def test_pretrained_model_in_hub_layout_is_pruned(tmp_path):
     """Issue 12: a pretrained CRDNN in a folder laid out as SpeechBrain's
     hub models (hyperparams.yaml + one .ckpt per loadable), loaded through
