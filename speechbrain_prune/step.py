@@ -106,6 +106,9 @@ class PruneStep:
         :func:`discover_groups` through ``run``).
     groups : GroupSet, optional
         The current model's groups, if already traced.
+    make_selector : callable, optional
+        ``make_selector(fraction, table)`` -> a Selector, instead of one
+        built from ``measure`` and ``selection``.
     seed : int
         Seeds the loss measurement of mixes.
 
@@ -140,6 +143,7 @@ class PruneStep:
         depth=False,
         groups_of=None,
         groups=None,
+        make_selector=None,
         seed=0,
     ):
         self.root = root
@@ -151,6 +155,7 @@ class PruneStep:
         self.selection = dict(selection or {})
         self.groups_of = groups_of or (lambda m: discover_groups(m, run))
         self.seed = int(seed)
+        self.make_selector = make_selector
         self.scratch = copy_module(root)
         if groups is None:
             groups = self.groups_of(copy_module(root))
@@ -166,6 +171,8 @@ class PruneStep:
     # Pieces ---------------------------------------------------------------
     def selector(self, fraction, table=None):
         """The channel selector for ``fraction`` of the measure."""
+        if self.make_selector is not None:
+            return self.make_selector(fraction, table)
         options = dict(self.selection, target_type=self.measure)
         if self.measure == "latency":
             options["latency_table"] = table

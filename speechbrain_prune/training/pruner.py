@@ -524,6 +524,7 @@ class Pruner:
                     depth=self.uses_depth,
                     groups_of=lambda model: self._groups(model, run),
                     groups=groups,
+                    make_selector=self._selector,
                     seed=self.seed,
                 )
                 if latency is None:
