@@ -1,11 +1,21 @@
-"""Shared fixtures and builders for the test suite."""
+"""Shared fixtures and builders for the test suite.
+
+Tests run one intra-op thread per process (``OMP_NUM_THREADS`` overrides):
+the suite's models are tiny and run faster so, and the recipe runs that
+tests start as subprocesses inherit it instead of oversubscribing the
+cores. Latency measurements set their own thread count.
+"""
 
 import os
 
-import pytest
-import speechbrain as sb
-import torch
-from speechbrain.lobes.models.CRDNN import CRDNN
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import speechbrain as sb  # noqa: E402
+import torch  # noqa: E402
+from speechbrain.lobes.models.CRDNN import CRDNN  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED_DATA = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"
