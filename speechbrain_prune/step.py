@@ -35,7 +35,22 @@ from speechbrain_prune.selection.joint import (
 )
 from speechbrain_prune.utils import copy_module
 
-__all__ = ["PruneStep", "mean_loss", "prune_step"]
+__all__ = ["PruneStep", "mean_loss", "prune_step", "stage_selector"]
+
+
+def stage_selector(measure, selection, fraction, table=None):
+    """The channel selector of a step: ``selection``'s options, counting
+    ``fraction`` in ``measure`` (on ``table`` for latency).
+
+    Example
+    -------
+    >>> stage_selector("params", {"round_to": 4}, 0.3).target_type
+    'params'
+    """
+    options = dict(selection or {}, target_type=measure)
+    if measure == "latency":
+        options["latency_table"] = table
+    return Selector(target=fraction, **options)
 
 
 def mean_loss(loss_fn, batches, seed=0):
@@ -173,10 +188,7 @@ class PruneStep:
         """The channel selector for ``fraction`` of the measure."""
         if self.make_selector is not None:
             return self.make_selector(fraction, table)
-        options = dict(self.selection, target_type=self.measure)
-        if self.measure == "latency":
-            options["latency_table"] = table
-        return Selector(target=fraction, **options)
+        return stage_selector(self.measure, self.selection, fraction, table)
 
     def cost(self, model):
         """``model``'s cost in the measure (MACs or parameters)."""

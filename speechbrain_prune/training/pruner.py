@@ -54,7 +54,7 @@ from speechbrain_prune.selection.joint import (
     ordered_depth,
     table_without,
 )
-from speechbrain_prune.step import PruneStep
+from speechbrain_prune.step import PruneStep, stage_selector
 from speechbrain_prune.training.hook import InstanceHook
 from speechbrain_prune.training.latency_stage import (
     LatencyStage,
@@ -318,10 +318,9 @@ class Pruner:
         self._selector(self.schedule.stages[-1][1], table)
 
     def _selector(self, target, latency_table=None):
-        options = dict(self.selection, target_type=self.measure)
-        if self.measure == "latency":
-            options["latency_table"] = latency_table
-        return Selector(target=target, **options)
+        return stage_selector(
+            self.measure, self.selection, target, latency_table
+        )
 
     @property
     def uses_depth(self):
