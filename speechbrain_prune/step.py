@@ -42,14 +42,22 @@ def stage_selector(measure, selection, fraction, table=None):
     """The channel selector of a step: ``selection``'s options, counting
     ``fraction`` in ``measure`` (on ``table`` for latency).
 
+    ``round_to: table`` (widths the latency table measured) holds for
+    latency steps; steps of other measures have no table and keep every
+    width.
+
     Example
     -------
     >>> stage_selector("params", {"round_to": 4}, 0.3).target_type
     'params'
+    >>> stage_selector("macs", {"round_to": "table"}, 0.3).round_to
+    1
     """
     options = dict(selection or {}, target_type=measure)
     if measure == "latency":
         options["latency_table"] = table
+    elif options.get("round_to") == "table":
+        options["round_to"] = 1
     return Selector(target=fraction, **options)
 
 
