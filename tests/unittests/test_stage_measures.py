@@ -208,3 +208,33 @@ def test_an_unreachable_stage_fails_before_training(tmp_path):
     with pytest.raises(SelectionError, match=r"stage 2 \(latency\)"):
         fit(brain, hparams, data)
     assert steps["n"] == 0
+
+
+def test_round_to_table_in_a_latency_stage(tmp_path):
+    """``round_to: table``: the latency stage keeps only widths its table
+    measured; the parameters stage before it keeps any width."""
+    text = MIXED.replace(
+        "min_keep_fraction: 0.2",
+        "min_keep_fraction: 0.2\n        round_to: table",
+    )
+    overrides = {"number_of_epochs": 3, "prune_target": 0.4}
+    brain, hparams, data = build(tmp_path, overrides, pruner=text)
+    pruner = hparams["pruner"]
+    assert pruner.selection["round_to"] == "table"
+    pruner.latency.timer = simulated_seconds
+    fit(brain, hparams, data)
+    first, second = pruner.history
+    assert first["params_after"] <= 0.7 * first["base_params"]
+    assert second["latency"]["after"] <= 0.6 + 0.02
+    cache = json.loads(
+        (
+            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+        ).read_text()
+    )
+    table = cache["table"]["groups"]
+    changed = 0
+    for gid, kept, total in second["groups"]:
+        if kept < total:
+            changed += 1
+            assert kept in table[gid]["widths"], (gid, kept)
+    assert changed
