@@ -241,7 +241,11 @@ class PruningSchedule:
         if not late:
             return None
         index, epoch = late[0]
-        reached = [t for e, t in self.stages if e <= last_epoch]
+        reached = [
+            self._amount(i)
+            for i, (e, _) in enumerate(self.stages)
+            if e <= last_epoch
+        ]
         epochs = [e for e, _ in self.stages]
         where = (
             f"stage {index + 1} of {len(self.stages)} is scheduled at the "
@@ -259,14 +263,23 @@ class PruningSchedule:
                 f"No pruning stage runs in this run: {where}. The model "
                 f"stays unpruned; resume with more epochs to prune it. {fix}."
             )
-        ends = f"{reached[-1]:.0%}" if reached else "its stages done so far"
+        ends = reached[-1] if reached else "its stages done so far"
         raise ValueError(
             f"Pruning {where}. {len(late)} stage(s) "
             f"would never run and the model would end pruned to {ends} "
-            f"instead of {self.stages[-1][1]:.0%}. {fix}."
+            f"instead of {self._amount(len(self.stages) - 1)}. {fix}."
+        )
+
+    def _amount(self, index):
+        """Stage ``index``'s target as a percentage (and its own measure)."""
+        measure = self.measures[index]
+        return f"{self.stages[index][1]:.0%}" + (
+            f" ({measure})" if measure else ""
         )
 
     def __repr__(self):
+        if any(self.measures):
+            return f"PruningSchedule({self.stages}, measures={self.measures})"
         return f"PruningSchedule({self.stages})"
 
 

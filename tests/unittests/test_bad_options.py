@@ -424,6 +424,17 @@ ROWS = [
         "round_to: table",
     ),
     (
+        "mixed-measure stage past the last epoch",
+        lambda: PruningSchedule(
+            stages=[
+                {"epoch": 2, "target": 0.3, "target_type": "params"},
+                {"epoch": 5, "target": 0.5, "target_type": "latency"},
+            ]
+        ).check_within(3),
+        ValueError,
+        "30% (params) instead of 50% (latency)",
+    ),
+    (
         "checkpointer without its pruner",
         lambda: PruningCheckpointer(tempfile.mkdtemp()),
         ValueError,
