@@ -41,7 +41,7 @@ from speechbrain.utils.checkpoints import (
 from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from speechbrain_prune.costs import count_macs, count_params
+from speechbrain_prune.costs import count_cost, count_macs, count_params
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -412,12 +412,6 @@ class Pruner:
         """Every measure a stage counts in, in order of first use."""
         return self.schedule.used_measures(self.measure)
 
-    def _cost(self, root, run, measure=None):
-        """``root``'s cost in ``measure`` (MACs or parameters)."""
-        if (measure or self.measure) == "params":
-            return count_params(root)
-        return count_macs(root, run=run)
-
     def _base_cost(self, measure=None):
         """The unpruned model's cost in ``measure``.
 
@@ -544,8 +538,8 @@ class Pruner:
             ratio = latency_cost_ratio(table)(model, removed)
             sub = table_without(table, removed)
         else:
-            ratio = self._cost(copy_module(model), run, measure) / self._cost(
-                copy_module(scratch), run, measure
+            ratio = count_cost(copy_module(model), measure, run) / count_cost(
+                copy_module(scratch), measure, run
             )
         if ratio <= 1.0 - target:
             return
@@ -610,7 +604,7 @@ class Pruner:
                 latency = self._latency_cache(index, scratch, groups, train_set)
                 cost_before = latency["current_ratio"]
             else:
-                cost_before = self._cost(scratch, run, measure)
+                cost_before = count_cost(scratch, measure, run)
             report = []
             if cost_before > goal:
                 batches = self._scoring_batches(train_set, index)
@@ -648,7 +642,7 @@ class Pruner:
             macs_after = count_macs(after, run=run)
             params_after = count_params(root)
             if latency is None:
-                cost_after = self._cost(after, run, measure)
+                cost_after = count_cost(after, measure, run)
             else:  # measured end to end; noise is reported, not an error
                 cost_after = min(
                     latency.get("measured_ratio", cost_before), goal
