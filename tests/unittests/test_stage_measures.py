@@ -238,3 +238,26 @@ def test_round_to_table_in_a_latency_stage(tmp_path):
             changed += 1
             assert kept in table[gid]["widths"], (gid, kept)
     assert changed
+
+
+def test_a_stage_counting_another_measure_on_resume_runs_again(
+    uninterrupted, tmp_path, caplog
+):
+    """Stage 2 was done to 40 % less latency; the YAML now has it count
+    MACs: it runs again, in MACs, at the next epoch start."""
+    import shutil
+
+    folder, _, done, _ = uninterrupted
+    shutil.copytree(folder, tmp_path / "run")
+    text = MIXED.replace("target_type: latency", "target_type: macs")
+    overrides = {"number_of_epochs": 4, "prune_target": 0.6}
+    brain, hparams, data = build(tmp_path / "run", overrides, pruner=text)
+    with caplog.at_level(logging.WARNING):
+        fit(brain, hparams, data)
+    assert "was done counting latency" in caplog.text
+    assert "now has it count MACs" in caplog.text
+    pruner = hparams["pruner"]
+    last = pruner.history[-1]
+    assert (last["stage"], last["epoch"], last["measure"]) == (1, 4, "macs")
+    assert last["macs_after"] <= 0.4 * last["base_macs"]
+    assert [r["stage"] for r in pruner.history].count(0) == 1
