@@ -155,6 +155,10 @@ def test_resume_mid_schedule_equals_uninterrupted(
     pruner = hparams["pruner"]
     assert [r["measure"] for r in pruner.history] == ["params", "latency"]
     assert pruner.plan.to_dict() == done.plan.to_dict()
+    # Latency was timed against the unpruned architecture (from the YAML,
+    # before the checkpoint's plan resized the model), not the resumed one.
+    assert pruner._dense["model"].RNN.rnn.hidden_size == 8
+    assert brain.modules["model"].RNN.rnn.hidden_size < 8
     state = final_state(brain)
     assert state.keys() == reference.keys()
     for k in reference:
