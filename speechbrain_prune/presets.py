@@ -137,6 +137,11 @@ def preset_text(criterion, measure, amount):
     name = preset_name(criterion, measure, amount)
     keys = dict(KEYS)
     if measure == "latency":
+        # ``table``: only widths the latency table measured.
+        keys["round_to"] = (
+            1,
+            "kept widths: multiples of this, or table (measured)",
+        )
         keys.update(LATENCY_KEYS)
     lines = [
         "# " + "#" * 76,

@@ -23,7 +23,7 @@ Authors
 
 import torch
 
-from speechbrain_prune.costs import count_macs, count_params, group_costs
+from speechbrain_prune.costs import count_cost, group_costs
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.selection import Selector
 from speechbrain_prune.selection.joint import (
@@ -42,14 +42,22 @@ def stage_selector(measure, selection, fraction, table=None):
     """The channel selector of a step: ``selection``'s options, counting
     ``fraction`` in ``measure`` (on ``table`` for latency).
 
+    ``round_to: table`` (widths the latency table measured) holds for
+    latency steps; steps of other measures have no table and keep every
+    width.
+
     Example
     -------
     >>> stage_selector("params", {"round_to": 4}, 0.3).target_type
     'params'
+    >>> stage_selector("macs", {"round_to": "table"}, 0.3).round_to
+    1
     """
     options = dict(selection or {}, target_type=measure)
     if measure == "latency":
         options["latency_table"] = table
+    elif options.get("round_to") == "table":
+        options["round_to"] = 1
     return Selector(target=fraction, **options)
 
 
@@ -130,6 +138,7 @@ class PruneStep:
     Example
     -------
     >>> from speechbrain.lobes.models.CRDNN import CRDNN
+    >>> from speechbrain_prune.costs import count_params
     >>> from speechbrain_prune.scorers import MagnitudeScorer
     >>> torch.manual_seed(0) and None
     >>> model = CRDNN(input_size=20, cnn_blocks=1, cnn_channels=[4],
@@ -191,10 +200,9 @@ class PruneStep:
         return stage_selector(self.measure, self.selection, fraction, table)
 
     def cost(self, model):
-        """``model``'s cost in the measure (MACs or parameters)."""
-        if self.measure == "params":
-            return count_params(model)
-        return count_macs(copy_module(model), run=self.run)
+        """``model``'s cost in the measure (MACs or parameters), counted
+        on a copy."""
+        return count_cost(copy_module(model), self.measure, self.run)
 
     def score(self, model, groups):
         """Channel scores of ``model`` (the current model's are cached)."""
@@ -290,6 +298,7 @@ def prune_step(root, run, loss_fn, batches, scorer, fraction, plan=None, **kw):
     Example
     -------
     >>> import speechbrain as sb
+    >>> from speechbrain_prune.costs import count_params
     >>> from speechbrain_prune.scorers import MagnitudeScorer
     >>> net = sb.nnet.containers.Sequential(
     ...     sb.nnet.linear.Linear(n_neurons=8, input_size=4),

@@ -44,6 +44,39 @@ from speechbrain_prune.surgery.prune import apply_removals
 
 DEFAULT_FRACTIONS = (0.75, 0.5, 0.25)
 
+#: Widths at which latency jumps: cuDNN runs LSTM/GRU layers of 192 hidden
+#: units and fewer with another kernel (BENCHMARKS.md). Tables measure both
+#: sides of each (192 and 193).
+DEFAULT_WIDTH_STEPS = (192,)
+
+
+def table_widths(size, fractions=DEFAULT_FRACTIONS, floor=1, steps=()):
+    """The widths below ``size`` a latency table measures for a group.
+
+    One per fraction of ``size`` (a multiple of 8 for groups of 64 or more
+    channels: odd widths run slower, a table of them would mislead), and
+    both sides ``w`` and ``w + 1`` of every step ``w`` in ``steps``, so
+    that a selection restricted to measured widths (``round_to: table``)
+    sees the step instead of a line across it.
+
+    Example
+    -------
+    >>> table_widths(8)
+    [2, 4, 6]
+    >>> table_widths(512, steps=(192,))
+    [128, 192, 193, 256, 384]
+    >>> table_widths(100, fractions=(0.33,))
+    [32]
+    """
+    out = set()
+    for f in fractions:
+        w = f * size
+        w = 8 * round(w / 8) if size >= 64 else round(w)
+        out.add(max(floor, int(w)))
+    for step in steps:
+        out.update(w for w in (step, step + 1) if floor <= w)
+    return sorted(w for w in out if w < size)
+
 
 def _sync(device):
     if device.type == "cuda":
@@ -158,6 +191,7 @@ def build_latency_table(
     rounds=3,
     measure=None,
     progress=False,
+    steps=(),
 ):
     """Latency of ``root`` with each group alone narrowed, and each layer
     or block alone removed.
@@ -187,6 +221,10 @@ def build_latency_table(
         :func:`measure_latency`. Tests give a deterministic cost here.
     progress : bool
         Show a progress bar (one step per measured group).
+    steps : sequence of int
+        Widths where latency is known to jump (e.g.
+        :data:`DEFAULT_WIDTH_STEPS`): measured on both sides (see
+        :func:`table_widths`).
 
     Returns
     -------
@@ -230,10 +268,7 @@ def build_latency_table(
     )
     for group in groups.prunable():
         floor = max(1, getattr(group, "min_size", 1))
-        widths = sorted(
-            {max(floor, round(f * group.size)) for f in fractions}
-            - {group.size}
-        )
+        widths = table_widths(group.size, fractions, floor, steps)
         seconds = []
         for w in widths:
             clone = copy.deepcopy(root)
@@ -327,6 +362,11 @@ class LatencyModel:
             )
         return self.curves[gid]
 
+    def widths(self, gid):
+        """The widths measured for group ``gid``, increasing (its full
+        width last)."""
+        return [w for w, _ in self._curve(gid)]
+
     def seconds_at(self, gid, width):
         """Model latency with group ``gid`` alone at ``width``."""
         curve = self._curve(gid)
@@ -393,6 +433,13 @@ def _parse(argv):
     p.add_argument(
         "--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS)
     )
+    p.add_argument(
+        "--steps",
+        nargs="*",
+        type=int,
+        default=list(DEFAULT_WIDTH_STEPS),
+        help="widths where latency jumps: measured on both sides",
+    )
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
@@ -445,6 +492,7 @@ def main(argv=None):
         warmup=args.warmup,
         depth=not args.no_depth,
         rounds=args.rounds,
+        steps=args.steps,
     )
     table["input_shape"] = list(args.input_shape)
     table["modules"] = list(args.modules)

@@ -223,6 +223,27 @@ def count_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
+def count_cost(model, measure, run=None):
+    """``model``'s cost in ``measure``: ``params``, or ``macs`` of one
+    forward pass ``run(model)`` (which runs in whatever mode ``model`` is
+    in: count on a copy when its statistics must not change).
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(3, 2)
+    >>> count_cost(net, "params"), count_cost(net, "macs", torch.rand(4, 3))
+    (8, 24)
+    """
+    if measure == "params":
+        return count_params(model)
+    if measure == "macs":
+        return count_macs(model, run=run)
+    raise ValueError(
+        f"Cannot count {measure!r}: parameters (`params`) and MACs "
+        "(`macs`) are counted, latency is measured (LatencySetup)"
+    )
+
+
 def group_costs(root, groups, run):
     """MACs and parameters that one channel of each prunable group costs.
 

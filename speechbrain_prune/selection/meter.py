@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from speechbrain_prune.costs.macs import count_macs, count_params, group_costs
+from speechbrain_prune.costs.macs import count_cost, count_params, group_costs
 from speechbrain_prune.selection.constraints import SelectionError
 from speechbrain_prune.surgery.prune import apply_removals
 
@@ -50,9 +50,7 @@ class CostMeter:
         self._unit_cache = {}
 
     def _measure(self, model):
-        if self.kind == "macs":
-            return count_macs(model, run=self.run)
-        return count_params(model)
+        return count_cost(model, self.kind, self.run)
 
     def _pruned(self, counts):
         """A pruned copy of the root and its groups (cached per counts)."""

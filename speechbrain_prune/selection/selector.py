@@ -19,6 +19,7 @@ Authors
 
 import fnmatch
 import heapq
+import math
 import zlib
 
 import torch
@@ -97,8 +98,14 @@ class Selector:
         Channels every group keeps at least.
     min_keep_fraction : float
         Fraction of its channels every group keeps at least.
-    round_to : int
-        Kept widths are multiples of it (GPU-friendly shapes).
+    round_to : int or str
+        Kept widths are multiples of it (GPU-friendly shapes), or, with
+        ``"table"``, only widths the latency table measured (latency is
+        not monotonic in width: a table measured on both sides of a step,
+        :func:`~speechbrain_prune.costs.latency.table_widths`, lets the
+        selection land on the fast side with exact measured costs instead
+        of a line interpolated across the step). Groups without a curve in
+        the table keep their width then.
     protect : list of str
         ``fnmatch`` patterns; a group whose id or any member module matches
         is left untouched (a protected module keeps all its shapes). Each
@@ -158,7 +165,14 @@ class Selector:
         require_fraction(
             "min_keep_fraction", min_keep_fraction, low_inclusive=True
         )
-        require_whole("round_to", round_to, 1)
+        if round_to == "table":
+            if "latency" not in (target_type, cost):
+                raise SelectionError(
+                    "`round_to: table` keeps the widths of the latency "
+                    "table: it needs a latency target or cost"
+                )
+        else:
+            require_whole("round_to", round_to, 1)
         require_whole("seed", seed, None)
         if not isinstance(cost_aware, bool):
             raise SelectionError(
@@ -185,7 +199,7 @@ class Selector:
         self.cost = cost
         self.min_keep = int(min_keep)
         self.min_keep_fraction = float(min_keep_fraction)
-        self.round_to = int(round_to)
+        self.round_to = round_to if round_to == "table" else int(round_to)
         self.protect = list(protect or ())
         self.latency_table = latency_table
         self.seed = int(seed)
@@ -240,12 +254,31 @@ class Selector:
                 continue
             # A layer may need more than one channel (``min_size``).
             floor = max(self.min_keep, getattr(g, "min_size", 1))
-            steps = removal_steps(
-                g.size, floor, self.min_keep_fraction, self.round_to
-            )
+            if self.round_to == "table":
+                steps = self._table_steps(g, floor)
+            else:
+                steps = removal_steps(
+                    g.size, floor, self.min_keep_fraction, self.round_to
+                )
             if steps:
                 out[g.id] = steps
         return out
+
+    def _table_steps(self, group, floor):
+        """Removal counts that leave a width the latency table measured."""
+        latency = self._latency_model()
+        if group.id not in latency.curves:
+            return []
+        floor = max(floor, math.ceil(self.min_keep_fraction * group.size))
+        widths = [
+            w for w in latency.widths(group.id) if floor <= w < group.size
+        ]
+        return sorted(group.size - w for w in widths)
+
+    def _latency_model(self):
+        if self._latency is None:
+            self._latency = LatencyModel.from_any(self.latency_table)
+        return self._latency
 
     def _protected(self, group):
         names = [group.id] + group.modules()
@@ -389,8 +422,7 @@ class Selector:
 
     def _meter(self, root, groups, run, costs, base):
         if self.target_type == "latency" or self.cost == "latency":
-            if self._latency is None:
-                self._latency = LatencyModel.from_any(self.latency_table)
+            self._latency_model()
         return CostMeter(self, root, groups, run, costs, base, self._latency)
 
     def _uniform(self, cands, meter):

@@ -69,10 +69,13 @@ class LatencyStage:
         self._dense_on_device = None  # copied when first timed
 
     def path(self, index):
-        """The cache file of stage ``index``."""
+        """The cache file of stage ``index`` (``"dense"``: of the unpruned
+        model, measured before training when stage 1 counts another
+        measure)."""
         if self.folder is None:
             return None
-        name = f"latency_{self.setup.key}_stage{index + 1}.json"
+        which = index if isinstance(index, str) else f"stage{index + 1}"
+        name = f"latency_{self.setup.key}_{which}.json"
         return os.path.join(self.folder, name)
 
     def load(self, index):
@@ -143,6 +146,7 @@ class LatencyStage:
                 warmup=self.setup.warmup,
                 depth=True,
                 rounds=self.setup.rounds,
+                steps=self.setup.width_steps,
                 measure=self.setup.timer,
                 progress=sb.utils.distributed.if_main_process(),
             )

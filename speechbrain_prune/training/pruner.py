@@ -41,12 +41,13 @@ from speechbrain.utils.checkpoints import (
 from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from speechbrain_prune.costs import count_macs, count_params
+from speechbrain_prune.costs import count_cost, count_macs, count_params
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
 from speechbrain_prune.selection import SelectionError, Selector
+from speechbrain_prune.selection.constraints import COSTS
 from speechbrain_prune.selection.joint import (
     PruningChoice,
     allowed_depth_candidates,
@@ -95,12 +96,19 @@ class Pruner:
         measure ``selection.target_type`` names) to remove (with
         ``start_epoch``, ``n_stages``, ``every``, ``ramp``), or
     stages : list of dict, optional
-        explicit stages ``[{epoch: 3, target: 0.3}, ...]``.
+        explicit stages ``[{epoch: 3, target: 0.3}, ...]``. A stage may
+        count in its own measure: ``{epoch: 3, target: 0.3, target_type:
+        params}``, then ``{epoch: 5, target: 0.5, target_type: latency}``
+        (each target a cumulative fraction of the unpruned model's cost in
+        its own measure; ``selection.target_type`` for stages naming
+        none). A latency stage needs ``latency`` (the conditions).
     start_epoch, n_stages, every, ramp :
         See :class:`PruningSchedule`.
     selection : dict or Selector, optional
         Options of :class:`speechbrain_prune.selection.Selector` (e.g.
-        ``protect``, ``min_keep_fraction``, ``round_to``, ``mode``,
+        ``protect``, ``min_keep_fraction``, ``round_to`` (a multiple, or
+        ``table``: latency stages keep only widths their latency table
+        measured, see below), ``mode``,
         ``normalization``, ``target_type``: ``params`` by default,
         ``macs`` or ``latency``), as a dict or as a Selector built in YAML
         (``!new:speechbrain_prune.selection.Selector``; its ``target`` is
@@ -120,8 +128,10 @@ class Pruner:
     scoring_batch_size : int, optional
         Batch size of the scoring loader (default: the training loader's).
     latency : LatencySetup, optional
-        Where and how latency targets are timed (``selection: {target_type:
-        latency}``); default: CPU, 2 threads, batch 1, 10 s of audio.
+        Where and how latency targets are timed. With ``selection:
+        {target_type: latency}`` the default is CPU, 2 threads, batch 1,
+        10 s of audio; a stage that names ``target_type: latency`` itself
+        (beside stages of other measures) needs it stated.
     schedule : PruningSchedule, optional
         The stages as an object (``!new:speechbrain_prune.PruningSchedule``)
         instead of ``target`` / ``stages`` and their keys.
@@ -131,9 +141,19 @@ class Pruner:
         removed layers is completed by the channel selection and the one
         whose pruned model has the lowest loss wins). Default: on for
         latency targets (on a GPU only fewer layers are faster), off for
-        MACs and parameters.
+        MACs and parameters (per stage, with per-stage measures).
     seed : int
         Seeds the choice of scoring batches (and the random scorer).
+
+    Latency is not monotonic in width: cuDNN switches its LSTM/GRU kernel
+    at hidden sizes of 192 and below, and odd widths run slower
+    (BENCHMARKS.md). A latency table measures every group at the
+    ``LatencySetup``'s ``fractions`` (multiples of 8 for groups of 64
+    channels or more) and on both sides of its ``width_steps`` (192 and
+    193 by default); ``selection: {round_to: table}`` restricts the kept
+    widths of a latency stage to those measured widths, so the selection
+    counts measured times instead of interpolating across a step. Stages
+    of other measures keep every width then.
 
     Example
     -------
@@ -193,6 +213,10 @@ class Pruner:
         if isinstance(selection, Selector):
             # The stages set the target; the selector gives the options.
             selection = selection.options()
+            if selection["cost"] == _default_cost(selection["target_type"]):
+                # Not chosen, derived: stages of other measures rank by
+                # their own.
+                del selection["cost"]
         self.selection = dict(selection or {})
         self.latency = latency
         self._check_selection_keys()
@@ -230,9 +254,10 @@ class Pruner:
         self.brain = brain
         self._check_compiled(brain)
         self._check_patterns(brain.modules)
-        if self.measure == "latency":
+        if "latency" in self.measures:
             # Built from the YAML, before any checkpoint resizes it: the
-            # unpruned architecture that latency ratios are timed against.
+            # unpruned architecture that latency ratios are timed against,
+            # also when earlier stages count other measures.
             self._dense = dense_architecture(brain.modules)
         checkpointer = checkpointer or brain.checkpointer
         if checkpointer is not None:
@@ -312,45 +337,95 @@ class Pruner:
                 "tables under the pruner's `latency` conditions (a "
                 "LatencySetup); remove the key"
             )
-        if measure == "latency" and self.latency is None:
+        self.schedule.check_measures(measure)
+        measures = self.measures
+        if "latency" in measures and self.latency is None:
+            if measure != "latency":
+                stage = [
+                    i + 1
+                    for i in range(len(self.schedule.stages))
+                    if self.measure_of(i) == "latency"
+                ][0]
+                raise ValueError(
+                    f"Pruning stage {stage} has `target_type: latency` but "
+                    "the pruner has no `latency` (a "
+                    "!new:speechbrain_prune.LatencySetup stating device, "
+                    "threads, batch_size, seconds): a latency target "
+                    "holds under stated conditions. Add `latency:` to the "
+                    "pruner."
+                )
             self.latency = LatencySetup()
+        if self.selection.get("round_to") == "table" and (
+            "latency" not in measures
+        ):
+            raise ValueError(
+                "selection.round_to: table keeps the widths a latency table "
+                "measured, and no stage of this pruner counts latency; "
+                "give a number (8 suits GPUs) or a latency stage"
+            )
         table = {"base_seconds": 1.0, "groups": {}} if self.latency else None
-        self._selector(self.schedule.stages[-1][1], table)
+        for m in measures:
+            final = self.schedule.targets_of(m, measure)[-1][1]
+            self._selector(final, table if m == "latency" else None, m)
 
-    def _selector(self, target, latency_table=None):
+    def _selector(self, target, latency_table=None, measure=None):
         return stage_selector(
-            self.measure, self.selection, target, latency_table
+            measure or self.measure, self.selection, target, latency_table
         )
 
     @property
     def uses_depth(self):
-        """Whether stages may remove whole layers and blocks."""
+        """Whether stages of ``selection.target_type`` may remove whole
+        layers and blocks (see :meth:`uses_depth_at` per stage)."""
         if self.depth is None:
             return self.measure == "latency"
         return self.depth
 
+    def uses_depth_at(self, index):
+        """Whether stage ``index`` may remove whole layers and blocks:
+        ``depth``, or by default only latency stages."""
+        if self.depth is None:
+            return self.measure_of(index) == "latency"
+        return self.depth
+
     @property
     def measure(self):
-        """What the stage targets count: ``macs``, ``params``, ``latency``."""
+        """What stage targets count where a stage names no measure:
+        ``selection.target_type`` (``params`` by default)."""
         return self.selection.get("target_type", DEFAULT_MEASURE)
 
-    def _cost(self, root, run):
-        """The measure the targets count in (MACs or parameters)."""
-        if self.measure == "params":
-            return count_params(root)
-        return count_macs(root, run=run)
+    def measure_of(self, index):
+        """What stage ``index``'s target counts.
 
-    def _base_cost(self):
-        """The unpruned model's cost in the targets' measure.
-
-        Both measures are recorded when the run first starts, so a stage
-        configured with another measure than the run's first epochs still
-        counts against the unpruned model.
+        Example
+        -------
+        >>> pruner = Pruner("magnitude", stages=[
+        ...     {"epoch": 2, "target": 0.3},
+        ...     {"epoch": 4, "target": 0.2, "target_type": "macs"}])
+        >>> [pruner.measure_of(i) for i in range(2)], pruner.measures
+        (['params', 'macs'], ['params', 'macs'])
         """
-        if self.measure == "params":
+        return self.schedule.measure_of(index, self.measure)
+
+    @property
+    def measures(self):
+        """Every measure a stage counts in, in order of first use."""
+        return self.schedule.used_measures(self.measure)
+
+    def _base_cost(self, measure=None):
+        """The unpruned model's cost in ``measure``.
+
+        Parameters and MACs are both recorded when the run first starts, so
+        every stage, whatever it counts, counts against the unpruned
+        model. Latency is counted as a ratio: each latency stage times the
+        current model side by side with the unpruned architecture (kept
+        from when the Brain was built, whenever any stage counts latency).
+        """
+        measure = measure or self.measure
+        if measure == "params":
             return self.base_params
-        if self.measure == "latency":
-            return 1.0  # latency is counted as a ratio to the unpruned model
+        if measure == "latency":
+            return 1.0
         return self.base_macs
 
     @staticmethod
@@ -421,28 +496,36 @@ class Pruner:
                 self.base_macs = count_macs(scratch, run=run)
                 self.base_params = count_params(root)
             if not len(self.plan):
-                # Can the last stage's target be met at all? Fails now, not
-                # after epochs of training.
-                table = None
-                if self.measure == "latency":
-                    # Stage 1 of the dense model: measured now, reused then.
-                    table = self._latency_cache(0, scratch, groups, train_set)[
-                        "table"
-                    ]
-                self._check_reachable(scratch, groups, run, table)
+                # Can each measure's last target be met at all? Fails now,
+                # not after epochs of training.
+                for measure in self.measures:
+                    index, target = self.schedule.targets_of(
+                        measure, self.measure
+                    )[-1]
+                    table = None
+                    if measure == "latency":
+                        # The dense model's table: stage 1's when stage 1
+                        # counts latency (reused then), else its own file.
+                        key = 0 if self.measure_of(0) == "latency" else "dense"
+                        table = self._latency_cache(
+                            key, scratch, groups, train_set
+                        )["table"]
+                    self._check_reachable(
+                        scratch, groups, run, table, index, target
+                    )
         self._validated = True
 
-    def _check_reachable(self, scratch, groups, run, table):
-        """Raises now if the last stage's target cannot be met, with whole
-        layers removed too where the pruner allows depth."""
-        target = self.schedule.stages[-1][1]
+    def _check_reachable(self, scratch, groups, run, table, index, target):
+        """Raises now if stage ``index``'s ``target`` cannot be met, with
+        whole layers removed too where the stage allows depth."""
+        measure = self.measure_of(index)
         try:
-            self._selector(target, table).check(scratch, groups, run)
+            self._selector(target, table, measure).check(scratch, groups, run)
             return
-        except SelectionError:
-            candidates = self._depth_candidates(scratch)
+        except SelectionError as err:
+            candidates = self._depth_candidates(scratch, index)
             if not candidates:
-                raise
+                raise self._unreachable(index, err) from None
         model, removed = copy_module(scratch), []
         for cand in ordered_depth(candidates):
             try:
@@ -455,14 +538,26 @@ class Pruner:
             ratio = latency_cost_ratio(table)(model, removed)
             sub = table_without(table, removed)
         else:
-            ratio = self._cost(copy_module(model), run) / self._cost(
-                copy_module(scratch), run
+            ratio = count_cost(copy_module(model), measure, run) / count_cost(
+                copy_module(scratch), measure, run
             )
         if ratio <= 1.0 - target:
             return
         groups = self._groups(copy_module(model), run)
-        self._selector(1.0 - (1.0 - target) / ratio, sub).check(
-            model, groups, run
+        try:
+            self._selector(1.0 - (1.0 - target) / ratio, sub, measure).check(
+                model, groups, run
+            )
+        except SelectionError as err:
+            raise self._unreachable(index, err) from None
+
+    def _unreachable(self, index, err):
+        """``err`` (a SelectionError) naming the stage, when stages mix
+        measures."""
+        if len(self.measures) < 2:
+            return err
+        return SelectionError(
+            f"Pruning stage {index + 1} ({self.measure_of(index)}): {err}"
         )
 
     def _check_schedule_fits(self, epoch):
@@ -491,6 +586,7 @@ class Pruner:
         brain = self.brain
         start = time.time()
         stage_epoch, target = self.schedule.stages[index]
+        measure = self.measure_of(index)
         brain.on_stage_start(sb.Stage.TRAIN, epoch)
         with self._unwrapped() as root:
             batch = self._reference_batch(train_set)
@@ -501,14 +597,14 @@ class Pruner:
             groups = self._groups(scratch, run)
             macs_before = count_macs(scratch, run=run)
             params_before = count_params(root)
-            goal = (1.0 - target) * self._base_cost()
+            goal = (1.0 - target) * self._base_cost(measure)
             choice = PruningChoice([], groups, {})
             latency = None
-            if self.measure == "latency":
+            if measure == "latency":
                 latency = self._latency_cache(index, scratch, groups, train_set)
                 cost_before = latency["current_ratio"]
             else:
-                cost_before = self._cost(scratch, run)
+                cost_before = count_cost(scratch, measure, run)
             report = []
             if cost_before > goal:
                 batches = self._scoring_batches(train_set, index)
@@ -518,12 +614,14 @@ class Pruner:
                     self._model_loss,
                     batches,
                     self.scorer,
-                    measure=self.measure,
+                    measure=measure,
                     selection=self.selection,
-                    depth=self.uses_depth,
+                    depth=self.uses_depth_at(index),
                     groups_of=lambda model: self._groups(model, run),
                     groups=groups,
-                    make_selector=self._selector,
+                    make_selector=lambda fraction, table=None: self._selector(
+                        fraction, table, measure
+                    ),
                     seed=self.seed,
                 )
                 if latency is None:
@@ -544,7 +642,7 @@ class Pruner:
             macs_after = count_macs(after, run=run)
             params_after = count_params(root)
             if latency is None:
-                cost_after = self._cost(after, run)
+                cost_after = count_cost(after, measure, run)
             else:  # measured end to end; noise is reported, not an error
                 cost_after = min(
                     latency.get("measured_ratio", cost_before), goal
@@ -552,7 +650,7 @@ class Pruner:
         if cost_after > goal * (1 + 1e-9):
             raise RuntimeError(
                 f"Pruning stage {index + 1} at epoch {epoch} did not reach "
-                f"its target ({target:.0%} fewer {MEASURES[self.measure]} "
+                f"its target ({target:.0%} fewer {MEASURES[measure]} "
                 f"than unpruned: at most {goal:,.0f}, the model has "
                 f"{cost_after:,.0f}); {choice.describe()} were removed. "
                 "Relax the `selection` constraints or lower the target."
@@ -570,7 +668,7 @@ class Pruner:
             "params_after": params_after,
             "base_macs": self.base_macs,
             "base_params": self.base_params,
-            "measure": self.measure,
+            "measure": measure,
             "seconds": time.time() - start,
             "latency": None
             if latency is None
@@ -593,8 +691,8 @@ class Pruner:
         self._log(record)
         return record
 
-    def _depth_candidates(self, scratch):
-        if not self.uses_depth:
+    def _depth_candidates(self, scratch, index):
+        if not self.uses_depth_at(index):
             return []
         return allowed_depth_candidates(
             scratch, self.selection.get("protect", ()) or ()
@@ -653,7 +751,8 @@ class Pruner:
         cache = stage.load(index)
         if not cache.get("fraction"):
             return PruningChoice(), cache
-        return select(cache["fraction"], cache["table"]), cache
+        table = cache.get("selection_table", cache["table"])
+        return select(cache["fraction"], table), cache
 
     # Pieces -------------------------------------------------------------
     def _runner(self, batch):
@@ -939,49 +1038,63 @@ class Pruner:
     def _reconcile(self, done, history, path=None):
         """The stages done, matched with the YAML's (maybe changed) schedule.
 
-        Targets are cumulative, so what counts is how far the checkpoint's
-        model was pruned (``reached``, the highest target of its stages in
-        the current measure). A stage done there whose YAML target is now
-        higher is done again, pruning the rest, at the next epoch start; a
-        model pruned beyond the YAML's final target is an error (removed
-        channels cannot come back). Called first with ``path`` (checks
-        only, before the model changes), then to get the stages done.
+        Targets are cumulative within each measure, so what counts is how
+        far the checkpoint's model was pruned in it (``reached``, the
+        highest target of its stages done in that measure). A stage done
+        there whose YAML target is now higher, or that now counts a
+        measure its model was not pruned that far in, is done again,
+        pruning the rest, at the next epoch start; a model pruned beyond
+        the YAML's final target of a measure is an error (removed channels
+        cannot come back). Called first with ``path`` (checks only, before
+        the model changes), then to get the stages done.
         """
         stages = self.schedule.stages
-        reached = max(
-            (
-                r["target"]
-                for r in history
-                if r.get("measure", "macs") == self.measure
-                and r["stage"] in done
-            ),
-            default=None,
-        )
-        final = stages[-1][1]
-        if reached is not None and reached > final + 1e-9:
-            raise ValueError(
-                f"The checkpoint{' ' + str(path) if path else ''} holds a "
-                f"model pruned to {reached:.0%} fewer "
-                f"{MEASURES[self.measure]}, but the pruner's `target` (or "
-                f"last of `stages`) is now {final:.0%}: removed channels "
-                "cannot come back. Set the target back to at least "
-                f"{reached:g}, or start a fresh run (another "
-                "`output_folder`) for a smaller target."
-            )
+        reached = {}
+        for r in history:
+            if r["stage"] in done:
+                m = r.get("measure", "macs")
+                reached[m] = max(reached.get(m, r["target"]), r["target"])
+        for m in self.measures:
+            final = self.schedule.targets_of(m, self.measure)[-1][1]
+            got = reached.get(m)
+            if got is not None and got > final + 1e-9:
+                raise ValueError(
+                    f"The checkpoint{' ' + str(path) if path else ''} holds "
+                    f"a model pruned to {got:.0%} fewer {MEASURES[m]}, but "
+                    f"the pruner's `target` (or last of `stages` counting "
+                    f"{m}) is now {final:.0%}: removed channels cannot come "
+                    f"back. Set the target back to at least {got:g}, or "
+                    "start a fresh run (another `output_folder`) for a "
+                    "smaller target."
+                )
         if path is not None:
             return done
         kept = []
+        rerun = (
+            "it runs again at the start of the next epoch, pruning the rest "
+            "(when the run has epochs left: raise `number_of_epochs` "
+            "otherwise)."
+        )
         for i in done:
             if i >= len(stages):
                 continue  # the schedule has fewer stages now
-            if reached is not None and stages[i][1] > reached + 1e-9:
+            m, target = self.measure_of(i), stages[i][1]
+            got = reached.get(m)
+            own = [r for r in history if r["stage"] == i]
+            was = own[-1].get("measure", "macs") if own else m
+            short = got is None or target > got + 1e-9
+            if was != m and short:
                 logger.warning(
-                    f"Pruning stage {i + 1} was done to {reached:.0%} fewer "
-                    f"{MEASURES[self.measure]} (checkpoint); the schedule now "
-                    f"asks {stages[i][1]:.0%} (`target`/`stages` changed): it "
-                    "runs again at the start of the next epoch, pruning the "
-                    "rest (when the run has epochs left: raise "
-                    "`number_of_epochs` otherwise)."
+                    f"Pruning stage {i + 1} was done counting "
+                    f"{MEASURES[was]} (checkpoint); the schedule now has it "
+                    f"count {MEASURES[m]} (`target_type` changed): {rerun}"
+                )
+                continue
+            if got is not None and target > got + 1e-9:
+                logger.warning(
+                    f"Pruning stage {i + 1} was done to {got:.0%} fewer "
+                    f"{MEASURES[m]} (checkpoint); the schedule now asks "
+                    f"{target:.0%} (`target`/`stages` changed): {rerun}"
                 )
                 continue
             kept.append(i)
@@ -1000,6 +1113,11 @@ class _Swapped:
     def __exit__(self, *exc):
         self.brain.modules = self.live
         return False
+
+
+def _default_cost(target_type):
+    """What a Selector ranks by when its ``cost`` is not given."""
+    return target_type if target_type in COSTS else "macs"
 
 
 def _set_rng(state):

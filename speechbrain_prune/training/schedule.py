@@ -1,23 +1,35 @@
 """When to prune and how much: stages as (epoch, cumulative target).
 
+A stage may name its own measure (``target_type``: ``params``, ``macs`` or
+``latency``); stages that name none count in the pruner's
+``selection.target_type``.
+
 Authors
  * speechbrain-prune team 2026
 """
 
 RAMPS = ("linear", "cubic")
 
+#: What a stage's cumulative target may count.
+STAGE_MEASURES = ("params", "macs", "latency")
+
 
 class PruningSchedule:
     """Pruning stages: at the start of which epoch, down to which target.
 
-    Targets are cumulative fractions of the *unpruned* model's cost (MACs by
-    default) removed once the stage is done, so ``[0.1, 0.2, 0.3]`` prunes
-    a tenth of the original MACs at each of three stages.
+    Targets are cumulative fractions of the *unpruned* model's cost removed
+    once the stage is done, so ``[0.1, 0.2, 0.3]`` prunes a tenth of the
+    original cost at each of three stages. Each stage counts in one measure:
+    its own ``target_type`` or, when it names none, the pruner's
+    ``selection.target_type``. Within one measure targets must not
+    decrease; across measures they are independent (30 % fewer parameters,
+    then 50 % less latency).
 
     Arguments
     ---------
     stages : list of dict, optional
-        Explicit stages, ``[{epoch: 3, target: 0.3}, ...]``.
+        Explicit stages, ``[{epoch: 3, target: 0.3}, ...]``, each with an
+        optional ``target_type`` (``params``, ``macs`` or ``latency``).
     target : float, optional
         Final target; with ``start_epoch``, ``n_stages``, ``every`` and
         ``ramp`` it generates the stages (one-shot when ``n_stages=1``).
@@ -36,6 +48,11 @@ class PruningSchedule:
     [(2, 0.2111), (3, 0.2889), (4, 0.3)]
     >>> PruningSchedule(stages=[{"epoch": 5, "target": 0.5}]).stages
     [(5, 0.5)]
+    >>> mixed = PruningSchedule(stages=[
+    ...     {"epoch": 3, "target": 0.3, "target_type": "params"},
+    ...     {"epoch": 5, "target": 0.2, "target_type": "latency"}])
+    >>> mixed.measures, mixed.measure_of(1, "params")
+    (['params', 'latency'], 'latency')
     """
 
     def __init__(
@@ -61,37 +78,97 @@ class PruningSchedule:
             self.keys = (
                 f"start_epoch={start_epoch}, n_stages={n_stages}, every={every}"
             )
+            measures = [None] * len(stages)
         else:
             self.keys = "stages"
-            stages = [self._parse(s) for s in stages]
+            parsed = [self._parse(s) for s in stages]
+            stages = [(e, t) for e, t, _ in parsed]
+            measures = [m for _, _, m in parsed]
         epochs = [e for e, _ in stages]
-        targets = [t for _, t in stages]
         if not stages:
             raise ValueError("`stages` is empty: declare at least one stage")
         if epochs != sorted(set(epochs)):
             raise ValueError(
                 f"Stage epochs must increase strictly, got {epochs}"
             )
-        if targets != sorted(targets):
-            raise ValueError(
-                f"Stage targets are cumulative and must not decrease, got "
-                f"{targets}"
-            )
-        for t in targets:
+        for _, t in stages:
             check_fraction(t, "target")
         self.stages = stages
+        #: Each stage's ``target_type``, None where it names none.
+        self.measures = measures
+        self.check_measures(None)
+
+    def measure_of(self, index, default):
+        """What stage ``index``'s target counts (``default``: the pruner's
+        ``selection.target_type``)."""
+        return self.measures[index] or default
+
+    def targets_of(self, measure, default):
+        """``(index, target)`` of the stages counting in ``measure``."""
+        return [
+            (i, t)
+            for i, (_, t) in enumerate(self.stages)
+            if self.measure_of(i, default) == measure
+        ]
+
+    def used_measures(self, default):
+        """The measures the stages count in, in order of first use."""
+        out = []
+        for i in range(len(self.stages)):
+            m = self.measure_of(i, default)
+            if m not in out:
+                out.append(m)
+        return out
+
+    def check_measures(self, default):
+        """Targets must not decrease within one measure.
+
+        Stages naming no ``target_type`` count in ``default`` (None: they
+        are checked as one measure of their own).
+
+        Example
+        -------
+        >>> PruningSchedule(stages=[
+        ...     {"epoch": 3, "target": 0.3, "target_type": "params"},
+        ...     {"epoch": 5, "target": 0.5, "target_type": "latency"},
+        ...     {"epoch": 7, "target": 0.2}]).check_measures("params")
+        Traceback (most recent call last):
+        ...
+        ValueError: Stage targets are cumulative ... (in params), got [0.3, 0.2]
+        """
+        for measure in self.used_measures(default):
+            targets = [t for _, t in self.targets_of(measure, default)]
+            if targets != sorted(targets):
+                what = "" if measure is None else f" (in {measure})"
+                raise ValueError(
+                    f"Stage targets are cumulative and must not decrease "
+                    f"within one measure{what}, got {targets}"
+                )
 
     @staticmethod
     def _parse(stage):
         if isinstance(stage, dict):
-            unknown = set(stage) - {"epoch", "target"}
+            unknown = set(stage) - {"epoch", "target", "target_type"}
             if unknown or "epoch" not in stage or "target" not in stage:
                 raise ValueError(
-                    f"A stage is {{epoch: E, target: T}}, got {stage}"
+                    "A stage is {epoch: E, target: T} with an optional "
+                    f"target_type, got {stage}"
                 )
-            return int(stage["epoch"]), float(stage["target"])
-        epoch, target = stage
-        return int(epoch), float(target)
+            epoch, target = stage["epoch"], stage["target"]
+            measure = stage.get("target_type")
+        elif len(stage) == 3:
+            epoch, target, measure = stage
+        else:
+            epoch, target = stage
+            measure = None
+        if measure is not None and measure not in STAGE_MEASURES:
+            raise ValueError(
+                f"Unknown stage target_type {measure!r} in {stage}: a "
+                f"stage's target counts {', '.join(STAGE_MEASURES)} (or, "
+                "without `target_type`, the pruner's "
+                "selection.target_type)"
+            )
+        return int(epoch), float(target), measure
 
     @staticmethod
     def _ramp(target, start_epoch, n_stages, every, ramp):
@@ -164,7 +241,11 @@ class PruningSchedule:
         if not late:
             return None
         index, epoch = late[0]
-        reached = [t for e, t in self.stages if e <= last_epoch]
+        reached = [
+            self._amount(i)
+            for i, (e, _) in enumerate(self.stages)
+            if e <= last_epoch
+        ]
         epochs = [e for e, _ in self.stages]
         where = (
             f"stage {index + 1} of {len(self.stages)} is scheduled at the "
@@ -182,14 +263,23 @@ class PruningSchedule:
                 f"No pruning stage runs in this run: {where}. The model "
                 f"stays unpruned; resume with more epochs to prune it. {fix}."
             )
-        ends = f"{reached[-1]:.0%}" if reached else "its stages done so far"
+        ends = reached[-1] if reached else "its stages done so far"
         raise ValueError(
             f"Pruning {where}. {len(late)} stage(s) "
             f"would never run and the model would end pruned to {ends} "
-            f"instead of {self.stages[-1][1]:.0%}. {fix}."
+            f"instead of {self._amount(len(self.stages) - 1)}. {fix}."
+        )
+
+    def _amount(self, index):
+        """Stage ``index``'s target as a percentage (and its own measure)."""
+        measure = self.measures[index]
+        return f"{self.stages[index][1]:.0%}" + (
+            f" ({measure})" if measure else ""
         )
 
     def __repr__(self):
+        if any(self.measures):
+            return f"PruningSchedule({self.stages}, measures={self.measures})"
         return f"PruningSchedule({self.stages})"
 
 

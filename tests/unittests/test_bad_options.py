@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import make_crdnn
 
+from speechbrain_prune import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PlanError, PruningPlan
 from speechbrain_prune.scorers import (
@@ -24,7 +25,11 @@ from speechbrain_prune.scorers import (
     get_scorer,
 )
 from speechbrain_prune.selection import SelectionError, Selector
-from speechbrain_prune.training import PruningCheckpointer, PruningSchedule
+from speechbrain_prune.training import (
+    Pruner,
+    PruningCheckpointer,
+    PruningSchedule,
+)
 
 X = torch.rand(2, 12, 20)
 
@@ -369,6 +374,66 @@ ROWS = [
         ValueError,
         "stages",
     ),
+    # Per-stage measures (checked when the YAML loads).
+    (
+        "stage target_type unknown",
+        lambda: Pruner(
+            "magnitude",
+            stages=[{"epoch": 2, "target": 0.3, "target_type": "flops"}],
+        ),
+        ValueError,
+        "target_type 'flops'",
+    ),
+    (
+        "latency stage without a latency setup",
+        lambda: Pruner(
+            "magnitude",
+            stages=[
+                {"epoch": 2, "target": 0.3, "target_type": "params"},
+                {"epoch": 3, "target": 0.5, "target_type": "latency"},
+            ],
+        ),
+        ValueError,
+        "`latency:`",
+    ),
+    (
+        "stage target lowered within its measure",
+        lambda: Pruner(
+            "magnitude",
+            stages=[
+                {"epoch": 2, "target": 0.3},
+                {"epoch": 3, "target": 0.5, "target_type": "macs"},
+                {"epoch": 4, "target": 0.2, "target_type": "params"},
+            ],
+        ),
+        ValueError,
+        "within one measure (in params)",
+    ),
+    (
+        "round_to table without a latency stage",
+        lambda: Pruner(
+            "magnitude", target=0.3, selection={"round_to": "table"}
+        ),
+        ValueError,
+        "round_to: table",
+    ),
+    (
+        "selector round_to table without a latency table",
+        lambda: Selector(target_type="params", round_to="table"),
+        SelectionError,
+        "round_to: table",
+    ),
+    (
+        "mixed-measure stage past the last epoch",
+        lambda: PruningSchedule(
+            stages=[
+                {"epoch": 2, "target": 0.3, "target_type": "params"},
+                {"epoch": 5, "target": 0.5, "target_type": "latency"},
+            ]
+        ).check_within(3),
+        ValueError,
+        "30% (params) instead of 50% (latency)",
+    ),
     (
         "checkpointer without its pruner",
         lambda: PruningCheckpointer(tempfile.mkdtemp()),
@@ -403,6 +468,16 @@ def test_good_values_next_to_the_bad_ones_are_accepted():
     assert len(plan) == 1
     PruningSchedule(target=0.3, n_stages=3, every=2).check_within(5)
     PruningSchedule(target=0.3, start_epoch=10).check_within(3, done=[0])
+    # A lower target in another measure is no decrease.
+    mixed = Pruner(
+        "magnitude",
+        stages=[
+            {"epoch": 2, "target": 0.5, "target_type": "params"},
+            {"epoch": 3, "target": 0.2, "target_type": "latency"},
+        ],
+        latency=LatencySetup(),
+    )
+    assert mixed.measures == ["params", "latency"]
 
 
 def test_protect_as_a_string_is_one_pattern():

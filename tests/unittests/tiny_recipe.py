@@ -136,8 +136,17 @@ def utterances(n, seed):
     return out[:n]
 
 
+#: The YAML's pruner block, which ``build(pruner=...)`` replaces.
+PRUNER = YAML[YAML.index("pruner: !new") : YAML.index("{checkpointer}")]
+
+
 def build(
-    save_folder, overrides=None, stock_checkpointer=False, n_train=12, **opts
+    save_folder,
+    overrides=None,
+    stock_checkpointer=False,
+    n_train=12,
+    pruner=None,
+    **opts,
 ):
     """``(brain, hparams, datasets)`` of the tiny recipe.
 
@@ -151,10 +160,13 @@ def build(
         Declare SpeechBrain's own ``Checkpointer`` (half of the edit).
     n_train : int
         Training utterances (batches of 4).
+    pruner : str, optional
+        Another ``pruner: !new:...`` block (YAML text) for the recipe's.
     **opts
         ``run_opts`` of the Brain (e.g. ``ckpt_interval_steps``).
     """
-    text = YAML.format(
+    text = YAML if pruner is None else YAML.replace(PRUNER, pruner + "\n")
+    text = text.format(
         n_feats=N_FEATS,
         checkpointer=STOCK_CHECKPOINTER
         if stock_checkpointer

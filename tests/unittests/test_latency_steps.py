@@ -1,0 +1,113 @@
+"""Latency that jumps with width (cuDNN's RNN kernel switch): a table
+measured on both sides of the step and ``round_to: table`` land on the
+fast side, where a line interpolated across the step misleads."""
+
+import copy
+
+import pytest
+import torch
+from conftest import build_crdnn
+
+from speechbrain_prune.costs.latency import build_latency_table, table_widths
+from speechbrain_prune.graph import discover_groups
+from speechbrain_prune.selection import SelectionError, Selector
+from speechbrain_prune.surgery import apply_removals
+
+#: RNNs of this many units or fewer run twice as fast per unit.
+STEP = 12
+UNITS = 32
+X = torch.rand(2, 12, 20)
+
+
+def step_seconds(model, run=None, repeats=1, warmup=0):
+    """A simulated device: only the RNN's width counts, with a step."""
+    h = model.RNN.rnn.hidden_size
+    return 1.0 + h * (0.5 if h <= STEP else 1.0) / UNITS
+
+
+def scored_model():
+    model = build_crdnn(rnn="lstm", rnn_layers=1, rnn_neurons=UNITS)
+    groups = discover_groups(model, X)
+    scores = {
+        g.id: torch.arange(g.size, dtype=torch.float) for g in groups.prunable()
+    }
+    return model, groups, scores
+
+
+def select_and_time(model, groups, scores, steps, round_to, target):
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        depth=False,
+        measure=step_seconds,
+        steps=steps,
+    )
+    selector = Selector(
+        target=target,
+        target_type="latency",
+        latency_table=table,
+        round_to=round_to,
+    )
+    removed = selector.select(model, groups, scores)
+    pruned = copy.deepcopy(model)
+    apply_removals(pruned, copy.deepcopy(groups), removed)
+    ratio = step_seconds(pruned) / step_seconds(model)
+    return pruned.RNN.rnn.hidden_size, ratio, selector, table
+
+
+def test_the_table_measures_both_sides_of_a_step():
+    assert table_widths(UNITS, steps=(STEP,)) == [8, 12, 13, 16, 24]
+    # Large groups: multiples of 8 (odd widths run slower), and 192 / 193.
+    assert table_widths(1024, steps=(192,)) == [192, 193, 256, 512, 768]
+    assert table_widths(100, steps=(192,)) == [24, 48, 72]
+
+
+def test_round_to_table_lands_on_the_fast_side():
+    """31 % less latency: on the slow side only widths below 11 would do,
+    on the fast side 12 does. A line from 8 to 16 units says 13 does."""
+    model, groups, scores = scored_model()
+    # Interpolating over a table that never measured the step.
+    width, ratio, _, _ = select_and_time(model, groups, scores, (), 1, 0.31)
+    assert width > STEP and ratio > 0.69  # estimated met, missed in fact
+    # The step measured, widths kept to the measured ones.
+    width, ratio, selector, table = select_and_time(
+        model, groups, scores, (STEP,), "table", 0.31
+    )
+    assert width <= STEP and ratio <= 0.69
+    (rnn,) = [g.id for g in groups.prunable() if g.id.startswith("RNN")]
+    assert width in table["groups"][rnn]["widths"]
+    # The selection counted measured times, not an estimate across a step.
+    assert selector.report["after"] == pytest.approx(
+        step_seconds(model) * ratio
+    )
+
+
+def test_round_to_table_keeps_only_measured_widths():
+    model, groups, scores = scored_model()
+    table = build_latency_table(
+        model, groups, X, rounds=1, depth=False, measure=step_seconds
+    )
+    selector = Selector(
+        target=0.1,
+        target_type="latency",
+        latency_table=table,
+        round_to="table",
+        min_keep_fraction=0.3,
+    )
+    cands = selector.candidates(model, groups)
+    for gid, counts in cands.items():
+        size = groups[gid].size
+        measured = [w for w in table["groups"][gid]["widths"] if w < size]
+        assert sorted(size - c for c in counts) == [
+            w for w in measured if w >= 0.3 * size
+        ]
+    # Groups the table has no curve for keep their width.
+    del table["groups"][next(iter(cands))]
+    fewer = Selector(
+        target=0.1, target_type="latency", latency_table=table, round_to="table"
+    )
+    assert len(fewer.candidates(model, groups)) == len(cands) - 1
+    with pytest.raises(SelectionError, match="round_to"):
+        Selector(target_type="macs", round_to="table")

@@ -1,0 +1,267 @@
+"""Stages of one run counting different measures (parameters, then latency
+on a simulated device): each meets its own target, a resumed run ends as
+an uninterrupted one, bad schedules fail before training (tiny recipe)."""
+
+import json
+import logging
+
+import pytest
+import torch
+from tiny_recipe import build, final_state, fit
+
+from speechbrain_prune.costs import count_params
+from speechbrain_prune.selection import SelectionError
+
+MIXED = """pruner: !new:speechbrain_prune.Pruner
+    scorer: !apply:speechbrain_prune.scorers.get_scorer
+        name_or_instance: taylor
+        n_batches: 2
+        progress: False
+    stages:
+        - epoch: 2
+          target: 0.3
+          target_type: params
+        - epoch: 3
+          target: !ref <prune_target>
+          target_type: latency
+    selection:
+        target_type: macs
+        min_keep_fraction: 0.2
+    latency: !new:speechbrain_prune.LatencySetup
+        seconds: 1.0
+        repeats: 1
+        warmup: 0
+        rounds: 1
+"""
+
+
+def simulated_seconds(root, run, repeats, warmup):
+    """A deterministic device: the RNN's units dominate, every parameter
+    adds a little (so parameters and latency are different measures)."""
+    rnn = root["model"].RNN.rnn
+    return 1e-3 * rnn.hidden_size * rnn.num_layers + 1e-7 * count_params(root)
+
+
+def build_mixed(folder, latency_target=0.4, epochs=3, **opts):
+    overrides = {"number_of_epochs": epochs, "prune_target": latency_target}
+    brain, hparams, data = build(folder, overrides, pruner=MIXED, **opts)
+    hparams["pruner"].latency.timer = simulated_seconds
+    return brain, hparams, data
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mixed")
+    brain, hparams, data = build_mixed(folder, ckpt_interval_steps=1)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("speechbrain_prune.training.pruner")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        fit(brain, hparams, data)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    text = "\n".join(r.getMessage() for r in records)
+    return folder, final_state(brain), hparams["pruner"], text
+
+
+def test_each_stage_meets_its_own_measure(uninterrupted):
+    folder, _, pruner, _ = uninterrupted
+    first, second = pruner.history
+    assert (first["measure"], second["measure"]) == ("params", "latency")
+    assert first["params_after"] <= 0.7 * first["base_params"]
+    # The params stage alone leaves the latency target unmet: the latency
+    # stage had work to do, in its own measure.
+    assert second["latency"]["before"] > 0.6
+    # Met end to end, within the check's tolerance (LatencyStage).
+    assert second["latency"]["after"] <= 0.6 + 0.02
+    assert second["params_after"] < second["params_before"]
+    # The simulated device agrees with the record, end to end.
+    dense = pruner._dense
+    live = pruner.brain.modules
+    ratio = simulated_seconds(live, None, 1, 0) / simulated_seconds(
+        dense, None, 1, 0
+    )
+    assert ratio == pytest.approx(second["latency"]["after"])
+    # The unpruned model's table was measured before training (stage 1
+    # counts parameters), the latency stage's own table at its start.
+    names = sorted(p.name for p in folder.glob("latency_*.json"))
+    assert names == [
+        "latency_cpu-2threads-b1-1s-float32_dense.json",
+        "latency_cpu-2threads-b1-1s-float32_stage2.json",
+    ]
+    dense_table = json.loads((folder / names[0]).read_text())
+    assert dense_table["current_ratio"] == 1.0
+
+
+def test_the_train_log_names_each_stage_measure(uninterrupted):
+    log = uninterrupted[3]
+    assert "target 30% fewer parameters than unpruned" in log
+    assert "target 40% fewer latency than unpruned" in log
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def kill_between_stages(brain, hparams):
+    """Killed at the second step of epoch 2 (after stage 1)."""
+    calls = {"n": 0}
+    original = brain.fit_batch
+
+    def fit_batch(batch):
+        calls["n"] += 1
+        if calls["n"] == 3 + 2:
+            raise Killed("mid-epoch")
+        return original(batch)
+
+    brain.fit_batch = fit_batch
+
+
+def kill_in_the_latency_stage(brain, hparams):
+    """Killed while the latency stage scores (its table already cached)."""
+    scorer = hparams["pruner"].scorer
+    original = scorer.score
+    calls = {"n": 0}
+
+    def score(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed("scoring stage 2")
+        return original(*args, **kwargs)
+
+    scorer.score = score
+
+
+@pytest.mark.parametrize(
+    "kill", [kill_between_stages, kill_in_the_latency_stage]
+)
+def test_resume_mid_schedule_equals_uninterrupted(
+    uninterrupted, tmp_path, kill
+):
+    _, reference, done, _ = uninterrupted
+    brain, hparams, data = build_mixed(tmp_path, ckpt_interval_steps=1)
+    kill(brain, hparams)
+    with pytest.raises(Killed):
+        fit(brain, hparams, data)
+    assert len(hparams["pruner"].history) == 1
+    # A new process: everything built again from the YAML.
+    brain, hparams, data = build_mixed(tmp_path, ckpt_interval_steps=1)
+    fit(brain, hparams, data)
+    pruner = hparams["pruner"]
+    assert [r["measure"] for r in pruner.history] == ["params", "latency"]
+    assert pruner.plan.to_dict() == done.plan.to_dict()
+    # Latency was timed against the unpruned architecture (from the YAML,
+    # before the checkpoint's plan resized the model), not the resumed one.
+    assert pruner._dense["model"].RNN.rnn.hidden_size == 8
+    assert brain.modules["model"].RNN.rnn.hidden_size < 8
+    state = final_state(brain)
+    assert state.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(state[k], reference[k]), k
+
+
+def test_raised_latency_target_on_resume_prunes_the_rest(
+    uninterrupted, tmp_path, caplog
+):
+    import shutil
+
+    folder, _, done, _ = uninterrupted
+    shutil.copytree(folder, tmp_path / "run")
+    brain, hparams, data = build_mixed(
+        tmp_path / "run", latency_target=0.5, epochs=4
+    )
+    with caplog.at_level(logging.WARNING):
+        fit(brain, hparams, data)
+    assert "Pruning stage 2 was done to 40% fewer latency" in caplog.text
+    pruner = hparams["pruner"]
+    assert len(pruner.plan) > len(done.plan)
+    assert pruner.history[-1]["measure"] == "latency"
+    assert pruner.history[-1]["latency"]["after"] <= 0.5 + 0.02
+    # The parameters stage stays done.
+    assert [r["stage"] for r in pruner.history].count(0) == 1
+
+
+def test_lowered_latency_target_on_resume_is_refused(uninterrupted, tmp_path):
+    import shutil
+
+    folder = uninterrupted[0]
+    shutil.copytree(folder, tmp_path / "run")
+    brain, hparams, data = build_mixed(tmp_path / "run", latency_target=0.2)
+    with pytest.raises(ValueError, match="40% fewer latency.*cannot come"):
+        fit(brain, hparams, data)
+
+
+def test_an_unreachable_stage_fails_before_training(tmp_path):
+    """The latency stage asks more than the constraints allow (every
+    layer keeps 20 %, the RNN's units dominate the simulated latency):
+    refused before the first training step, naming the stage."""
+    brain, hparams, data = build_mixed(tmp_path, latency_target=0.95)
+    steps = {"n": 0}
+    original = brain.fit_batch
+
+    def fit_batch(batch):
+        steps["n"] += 1
+        return original(batch)
+
+    brain.fit_batch = fit_batch
+    with pytest.raises(SelectionError, match=r"stage 2 \(latency\)"):
+        fit(brain, hparams, data)
+    assert steps["n"] == 0
+
+
+def test_round_to_table_in_a_latency_stage(tmp_path):
+    """``round_to: table``: the latency stage keeps only widths its table
+    measured; the parameters stage before it keeps any width."""
+    text = MIXED.replace(
+        "min_keep_fraction: 0.2",
+        "min_keep_fraction: 0.2\n        round_to: table",
+    )
+    overrides = {"number_of_epochs": 3, "prune_target": 0.4}
+    brain, hparams, data = build(tmp_path, overrides, pruner=text)
+    pruner = hparams["pruner"]
+    assert pruner.selection["round_to"] == "table"
+    pruner.latency.timer = simulated_seconds
+    fit(brain, hparams, data)
+    first, second = pruner.history
+    assert first["params_after"] <= 0.7 * first["base_params"]
+    assert second["latency"]["after"] <= 0.6 + 0.02
+    cache = json.loads(
+        (
+            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+        ).read_text()
+    )
+    table = cache["table"]["groups"]
+    changed = 0
+    for gid, kept, total in second["groups"]:
+        if kept < total:
+            changed += 1
+            assert kept in table[gid]["widths"], (gid, kept)
+    assert changed
+
+
+def test_a_stage_counting_another_measure_on_resume_runs_again(
+    uninterrupted, tmp_path, caplog
+):
+    """Stage 2 was done to 40 % less latency; the YAML now has it count
+    MACs: it runs again, in MACs, at the next epoch start."""
+    import shutil
+
+    folder, _, done, _ = uninterrupted
+    shutil.copytree(folder, tmp_path / "run")
+    text = MIXED.replace("target_type: latency", "target_type: macs")
+    overrides = {"number_of_epochs": 4, "prune_target": 0.6}
+    brain, hparams, data = build(tmp_path / "run", overrides, pruner=text)
+    with caplog.at_level(logging.WARNING):
+        fit(brain, hparams, data)
+    assert "was done counting latency" in caplog.text
+    assert "now has it count MACs" in caplog.text
+    pruner = hparams["pruner"]
+    last = pruner.history[-1]
+    assert (last["stage"], last["epoch"], last["measure"]) == (1, 4, "macs")
+    assert last["macs_after"] <= 0.4 * last["base_macs"]
+    assert [r["stage"] for r in pruner.history].count(0) == 1
