@@ -8,9 +8,9 @@ import warnings
 import onnx
 import pytest
 import torch
+from conftest import build_crdnn
 from test_export_hub import N_MELS, pruned_recipe
 
-from conftest import build_crdnn
 from speechbrain_prune.deploy import CTCRecognizer, DeployError, GlobalNorm
 from speechbrain_prune.deploy.onnx_export import (
     INPUT,

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
-
 from conftest import build_crdnn
+
 from speechbrain_prune.costs import count_params
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
