@@ -4,8 +4,6 @@ SpeechBrain alone loads, with the pruned model's outputs."""
 
 import glob
 import os
-import subprocess
-import sys
 
 import pytest
 import speechbrain as sb
@@ -15,7 +13,7 @@ from load_exported import (
     fixed_inputs,
     load_without_plugin,
 )
-from recipe_runner import RECIPES, TINY_CORPUS_ARG
+from recipe_runner import RECIPES, TINY_CORPUS_ARG, run_script
 
 from speechbrain_prune.cli import main as cli
 from speechbrain_prune.export.select import load_best
@@ -30,10 +28,7 @@ TINY = {
 
 
 def run_recipe(kind, out, data):
-    cmd = [
-        sys.executable,
-        os.path.join(RECIPES, kind, "train.py"),
-        os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml"),
+    args = [
         f"--output_folder={out}",
         f"--embedded_data_folder={data}",
         f"--embedded_corpus={TINY_CORPUS_ARG}",
@@ -41,15 +36,11 @@ def run_recipe(kind, out, data):
         "--prune_start_epoch=2",
         "--prune_target=0.4",
         "--batch_size=4",
-        "--device=cpu",
     ]
     if kind == "CTC":
-        cmd += [f"--{k}={v}" for k, v in TINY.items()]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=out.parent
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+        args += [f"--{k}={v}" for k, v in TINY.items()]
+    folder = os.path.join(RECIPES, kind)
+    run_script(folder, "train_pruned.yaml", args, out.parent)
 
 
 def reference(kind, hparams, label_encoder, wavs, lens, tokens):
