@@ -40,6 +40,7 @@ one H200)::
         --scratch taylor --max_parallel 8 --budget 540
 
     python benchmarks/accuracy_study.py --quick   # CPU dry run, minutes
+    python benchmarks/accuracy_study.py --plan_only ...  # the runs, no run
 
 Authors
  * speechbrain-prune team 2026
@@ -175,6 +176,20 @@ class Run:
             shutil.copytree(src, dst)
         elif self.kind == "scratch" and self.plan_file() is None:
             raise RuntimeError(f"{self.name}: no plan in the source run")
+
+    def describe(self):
+        """The run as the plan lists it (``--plan_only``)."""
+        keys = ("number_of_epochs", "prune_start_epoch", "prune_target")
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "seed": self.seed,
+            "yaml": os.path.basename(self.yaml),
+            "epochs": self.epochs,
+            "new_epochs": self.info["new_epochs"],
+            "source": self.info.get("source"),
+            **{k: self.overrides[k] for k in keys if k in self.overrides},
+        }
 
     def command(self):
         cmd = [sys.executable, os.path.join(RECIPE, "train.py"), self.yaml]
@@ -902,6 +917,11 @@ def parse(argv):
         help="no training: table and plot from the runs already in --work "
         "(their train logs and wer_test.txt), architectures timed here",
     )
+    p.add_argument(
+        "--plan_only",
+        action="store_true",
+        help="no training: list the runs (and write <work>/plan.json)",
+    )
     p.add_argument("--time-worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -924,10 +944,12 @@ def main(argv=None):
         return time_worker(*args.time_worker)
     t0 = time.time()
     work = os.path.abspath(args.work)
-    if not args.collect_only:
+    if not (args.collect_only or args.plan_only):
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work, exist_ok=True)
     log_name = "collect_log.txt" if args.collect_only else "study_log.txt"
+    if args.plan_only:
+        log_name = "plan_log.txt"
     logf = open(os.path.join(work, log_name), "w")
 
     def log(msg):
@@ -953,6 +975,8 @@ def main(argv=None):
     slots = [cores[i : i + n] for i in range(0, len(cores) - n + 1, n)]
     slots = slots[: args.max_parallel or len(slots)]
     log(f"{len(runs)} runs planned; slots {slots}; argv {sys.argv[1:]}")
+    if args.plan_only:
+        return write_plan(runs, work, log)
     if args.collect_only:
         mark_finished(runs, work)
     else:
@@ -977,6 +1001,16 @@ def main(argv=None):
         print(f.read())
     not_done = [r.name for r in runs.values() if r.status != "done"]
     log(f"not finished: {not_done}" if not_done else "all runs finished")
+    return 0
+
+
+def write_plan(runs, work, log):
+    """``--plan_only``: each run on one line and in ``<work>/plan.json``."""
+    plan = [r.describe() for r in runs.values()]
+    for d in plan:
+        log(" ".join(f"{k}={v}" for k, v in d.items()))
+    with open(os.path.join(work, "plan.json"), "w") as f:
+        json.dump(plan, f, indent=1)
     return 0
 
 

@@ -35,6 +35,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from speechbrain_prune.data.manifest import read_json, up_to_date
+
 __all__ = [
     "ACCENTS",
     "SPLITS",
@@ -196,10 +198,8 @@ def make_digits_corpus(
     key = {"generator_version": _GENERATOR_VERSION, "params": params}
     key["design"] = _normalise(_design())
     manifest_path = os.path.join(out_dir, MANIFEST)
-    existing = _read_json(manifest_path)
-    if existing is not None and all(
-        existing.get(name) == value for name, value in key.items()
-    ):
+    existing = read_json(manifest_path)
+    if up_to_date(existing, key):
         logger.info("Synthetic corpus in %s is up to date", out_dir)
         return existing
     _prepare_out_dir(out_dir, existing is not None)
@@ -528,14 +528,6 @@ def _synthesizer():
 def _normalise(obj):
     """JSON round trip, so values compare equal to a loaded manifest."""
     return json.loads(json.dumps(obj))
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _write_json(path, obj):

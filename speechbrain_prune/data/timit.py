@@ -24,6 +24,8 @@ import os
 
 import soundfile as sf
 
+from speechbrain_prune.data.manifest import read_json
+
 __all__ = [
     "CORE_TEST_SPEAKERS",
     "DEV_SPEAKERS",
@@ -202,7 +204,7 @@ def prepare_timit(data_folder, save_folder, phn_set=39, skip_prep=False):
     options = {"data_folder": os.path.abspath(data_folder), "phn_set": phn_set}
     options_path = os.path.join(save_folder, _OPTIONS_FILE)
     if all(os.path.isfile(f) for f in files.values()):
-        if _read_json(options_path) == options:
+        if read_json(options_path) == options:
             logger.info("TIMIT csv files in %s are up to date", save_folder)
             return files
     phone_set(phn_set)
@@ -299,11 +301,3 @@ def _row(wav, phn_set):
         " ".join(phones),
         " ".join(words),
     ]
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None

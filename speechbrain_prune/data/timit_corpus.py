@@ -28,6 +28,7 @@ import random
 import numpy as np
 import soundfile as sf
 
+from speechbrain_prune.data.manifest import read_json, up_to_date
 from speechbrain_prune.data.timit import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 
 __all__ = ["ESPEAK_TO_TIMIT", "WORDS", "make_timit_corpus", "word_phones"]
@@ -219,10 +220,8 @@ def make_timit_corpus(
     }
     key = {"version": _VERSION, "params": params, "words": WORDS}
     manifest_path = os.path.join(out_dir, _MANIFEST)
-    existing = _read_json(manifest_path)
-    if existing is not None and all(
-        existing.get(k) == v for k, v in key.items()
-    ):
+    existing = read_json(manifest_path)
+    if up_to_date(existing, key):
         return existing
     if os.path.isdir(out_dir) and os.listdir(out_dir) and existing is None:
         raise FileExistsError(
@@ -332,11 +331,3 @@ def _write_utterance(stem, wav, words, lexicon, uppercase):
             f.writelines(f"{a} {b} {label}\n" for a, b, label in rows)
     with open(stem + txt_ext, "w") as f:
         f.write(f"0 {len(wav)} {' '.join(words).capitalize()}.\n")
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None

@@ -7,7 +7,8 @@ over ``2H``, the recurrent column ``j`` of ``u``, column ``j`` of the
 ``j`` (and ``H + j`` when bidirectional; ``w`` is shared by both
 directions). Layers may end with different widths: the module's class is
 then switched to :class:`NonUniformLiGRU`, which only changes how the last
-states are returned.
+states are returned. :class:`LiGRUHandler` is written for every stack of
+this shape; ``SLiGRU``'s handler only adds its recurrent norm.
 
 MACs are those of its ``Linear`` layers and norm (``w`` runs once on the
 input and its time-flipped copy, ``u`` at every step of each direction),
@@ -20,7 +21,6 @@ Authors
 
 from typing import Optional
 
-import speechbrain as sb
 import torch
 from speechbrain.nnet.RNN import LiGRU
 
@@ -41,14 +41,63 @@ from speechbrain_prune.handlers.rnn import (
 from speechbrain_prune.surgery.ledger import replace_tensor
 
 
+def last_states(layers, x, hx: Optional[torch.Tensor]):
+    """Runs ``layers`` one after the other; their last states as a list.
+
+    The forward of a LiGRU-like stack whose layers have different widths,
+    where the stack of last states SpeechBrain returns cannot be built.
+
+    Arguments
+    ---------
+    layers : torch.nn.ModuleList
+        Layers that each map ``(batch, time, features)`` to
+        ``(batch, time, directions * width)``.
+    x : torch.Tensor
+        Input of the first layer.
+    hx : torch.Tensor, optional
+        Initial state of every layer, indexed by layer.
+
+    Returns
+    -------
+    x : torch.Tensor
+        Output of the last layer.
+    states : list of torch.Tensor
+        One ``(batch, directions * width)`` tensor per layer.
+
+    Example
+    -------
+    >>> net = LiGRU(4, input_shape=(2, 5, 3), num_layers=2)
+    >>> out, states = last_states(net.rnn, torch.rand(2, 5, 3), None)
+    >>> out.shape, [s.shape for s in states]
+    (torch.Size([2, 5, 4]), [torch.Size([2, 4]), torch.Size([2, 4])])
+    """
+    states = []
+    for i, layer in enumerate(layers):
+        x = layer(x, hx=None if hx is None else hx[i])
+        states.append(x[:, -1, :])
+    return x, states
+
+
+def same_widths(layers):
+    """Whether all ``layers`` have one ``hidden_size``.
+
+    Example
+    -------
+    >>> net = LiGRU(4, input_shape=(2, 5, 3), num_layers=2)
+    >>> same_widths(net.rnn)
+    True
+    """
+    return len({layer.hidden_size for layer in layers}) == 1
+
+
 class NonUniformLiGRU(LiGRU):
     """``LiGRU`` whose layers may have different widths after pruning.
 
     SpeechBrain's ``LiGRU`` stacks the last state of every layer into one
     tensor, which needs one width. This subclass returns that state as a
-    list (one ``(batch * directions, width)`` tensor per layer) when the
-    widths differ; everything else, parameter names included, is
-    ``LiGRU``'s own, so checkpoints load unchanged.
+    list (see :func:`last_states`) when the widths differ; everything
+    else, parameter names included, is ``LiGRU``'s own, so checkpoints
+    load unchanged.
 
     Example
     -------
@@ -60,22 +109,43 @@ class NonUniformLiGRU(LiGRU):
     """
 
     def _forward_ligru(self, x, hx: Optional[torch.Tensor]):
-        widths = {layer.hidden_size for layer in self.rnn}
-        if len(widths) == 1:
+        if same_widths(self.rnn):
             return super()._forward_ligru(x, hx)
-        states = []
-        for i, layer in enumerate(self.rnn):
-            x = layer(x, hx=None if hx is None else hx[i])
-            states.append(x[:, -1, :])
-        return x, states
+        return last_states(self.rnn, x, hx)
+
+
+def _slice_norm(norm, rows, ledger):
+    """Keeps entries ``rows`` of a LayerNorm or BatchNorm over ``2H``."""
+    if isinstance(norm, torch.nn.LayerNorm):
+        replace_tensor(norm, "weight", [rows], ledger)
+        replace_tensor(norm, "bias", [rows], ledger)
+        norm.normalized_shape = (len(rows),)
+    else:
+        slice_batchnorm(norm, rows, ledger)
+
+
+def _mask_layer_norm(norm, keep_pos):
+    """Statistics of ``norm`` over ``keep_pos`` from now on (reference)."""
+
+    def hook(mod, args, output):
+        return masked_layer_norm(args[0], norm, keep_pos)
+
+    norm.register_forward_hook(hook)
 
 
 @register_handler(LiGRU)
 class LiGRUHandler(ModuleHandler):
     """One group per layer, sliced in place.
 
+    Written for every stack of layers that share ``w`` between directions
+    and gate ``2H`` rows: a subclass names its stack's types
+    (:attr:`uniform_type`, :attr:`non_uniform_type`) and the norms over
+    ``2H`` of a layer (:meth:`norms`), as :class:`SLiGRUHandler
+    <speechbrain_prune.handlers.sligru.SLiGRUHandler>` does.
+
     Example
     -------
+    >>> import speechbrain as sb
     >>> from speechbrain_prune.graph import discover_groups
     >>> from speechbrain_prune.surgery import apply_removals
     >>> rnn = sb.nnet.RNN.LiGRU(8, input_shape=(1, 5, 4), num_layers=2,
@@ -89,6 +159,12 @@ class LiGRUHandler(ModuleHandler):
     """
 
     slots = {"producer": (r"hidden\.\d+",), "consumer": (r"input\.\d+",)}
+    uniform_type = LiGRU
+    non_uniform_type = NonUniformLiGRU
+
+    def norms(self, layer):
+        """The layer's norms over the ``2H`` gate rows."""
+        return (layer.norm,)
 
     def trace(self, ctx, call):
         module = call.module
@@ -113,17 +189,13 @@ class LiGRUHandler(ModuleHandler):
         replace_tensor(layer.u, "weight", [rows, keep], ledger)
         layer.w.out_features = layer.u.out_features = len(rows)
         layer.u.in_features = len(keep)
-        if isinstance(layer.norm, torch.nn.LayerNorm):
-            replace_tensor(layer.norm, "weight", [rows], ledger)
-            replace_tensor(layer.norm, "bias", [rows], ledger)
-            layer.norm.normalized_shape = (len(rows),)
-        else:
-            slice_batchnorm(layer.norm, rows, ledger)
+        for norm in self.norms(layer):
+            _slice_norm(norm, rows, ledger)
         replace_tensor(layer, "h_init", [None, keep], ledger)
         replace_tensor(layer, "drop_masks", [None, keep], ledger)
         layer.hidden_size = len(keep)
-        if len({lay.hidden_size for lay in module.rnn}) > 1:
-            module.__class__ = NonUniformLiGRU
+        if not same_widths(module.rnn):
+            module.__class__ = self.non_uniform_type
         module.hidden_size = module.rnn[-1].hidden_size
 
     def mask(self, module, member, removed):
@@ -134,18 +206,14 @@ class LiGRUHandler(ModuleHandler):
                 layer.w.weight[:, positions(member, removed)] = 0.0
                 return
             layer.u.weight[:, removed] = 0.0
-        if isinstance(layer.norm, torch.nn.LayerNorm):
-            h = layer.hidden_size
-            keep_mask = torch.ones(h, dtype=torch.bool)
-            keep_mask[removed] = False
-            keep = torch.nonzero(keep_mask).flatten()
-            keep_pos = torch.cat([keep, h + keep])
-            norm = layer.norm
-
-            def hook(mod, args, output):
-                return masked_layer_norm(args[0], norm, keep_pos)
-
-            norm.register_forward_hook(hook)
+        h = layer.hidden_size
+        keep_mask = torch.ones(h, dtype=torch.bool)
+        keep_mask[removed] = False
+        keep = torch.nonzero(keep_mask).flatten()
+        keep_pos = torch.cat([keep, h + keep])
+        for norm in self.norms(layer):
+            if isinstance(norm, torch.nn.LayerNorm):
+                _mask_layer_norm(norm, keep_pos)
 
     def param_slices(self, module, member):
         kind, k = slot_of(member)
@@ -156,9 +224,10 @@ class LiGRUHandler(ModuleHandler):
         rows = torch.arange(h)[:, None] + h * torch.arange(2)
         out = [(layer.w.weight, 0, rows), (layer.u.weight, 0, rows)]
         out.append((layer.u.weight, 1, rows[:, :1]))
-        for p in (layer.norm.weight, layer.norm.bias):
-            if p is not None and p.requires_grad:
-                out.append((p, 0, rows))
+        for norm in self.norms(layer):
+            for p in (norm.weight, norm.bias):
+                if p is not None and p.requires_grad:
+                    out.append((p, 0, rows))
         return out
 
     def slot_size(self, module, member):
@@ -177,10 +246,9 @@ class LiGRUHandler(ModuleHandler):
         check_removable(n, index, width_in, width_out, module)
         del module.rnn[index]
         module.num_layers = len(module.rnn)
-        if len({lay.hidden_size for lay in module.rnn}) == 1 and isinstance(
-            module, NonUniformLiGRU
-        ):
-            module.__class__ = sb.nnet.RNN.LiGRU
+        uniform = same_widths(module.rnn)
+        if uniform and isinstance(module, self.non_uniform_type):
+            module.__class__ = self.uniform_type
         module.hidden_size = module.rnn[-1].hidden_size
 
     def num_layers(self, module):

@@ -2,11 +2,14 @@
 
 The recipe files are imported, never edited: the tests drive
 ``ASR``/``dataio_prepare``/``prepare_data`` exactly as the recipe's
-``__main__`` block does, so they can stop a run where they like.
+``__main__`` block does, so they can stop a run where they like. Tests of
+the command itself run ``train.py`` as a script (:func:`run_script`).
 """
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
@@ -20,11 +23,13 @@ TINY_CORPUS = {"n_train": 24, "n_dev": 8, "n_test": 8, "seed": 3}
 TINY_CORPUS_ARG = "{n_train: 24, n_dev: 8, n_test: 8, seed: 3}"
 
 
-def recipe(kind):
-    """``(train.py module, hparams folder)`` of recipe ``CTC``/``seq2seq``."""
-    folder = os.path.join(RECIPES, kind)
+def recipe(kind, recipes=RECIPES):
+    """``(train.py module, hparams folder)`` of recipe ``CTC``/``seq2seq``
+    of the folder ``recipes`` (LibriSpeech's by default)."""
+    folder = os.path.join(recipes, kind)
+    name = os.path.relpath(folder, ROOT).replace(os.sep, "_")
     spec = importlib.util.spec_from_file_location(
-        f"recipe_{kind}", os.path.join(folder, "train.py")
+        name, os.path.join(folder, "train.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -47,9 +52,9 @@ def tiny_overrides(out, data, extra=None):
     return o
 
 
-def build(kind, yaml_name, overrides, run_opts=None):
+def build(kind, yaml_name, overrides, run_opts=None, recipes=RECIPES):
     """Loads hparams, prepares data; returns ``(brain, hparams, datasets)``."""
-    module, hp_dir = recipe(kind)
+    module, hp_dir = recipe(kind, recipes)
     with open(os.path.join(hp_dir, yaml_name)) as f:
         hparams = load_hyperpyyaml(f, overrides)
     sb.create_experiment_directory(hparams["output_folder"])
@@ -79,10 +84,28 @@ def fit(brain, hparams, datasets):
     )
 
 
-def evaluate(brain, hparams, datasets):
-    """``brain.evaluate`` on the test set, best CER checkpoint."""
+def evaluate(brain, hparams, datasets, min_key="CER"):
+    """``brain.evaluate`` on the test set, best ``min_key`` checkpoint."""
     brain.evaluate(
         datasets["test"],
-        min_key="CER",
+        min_key=min_key,
         test_loader_kwargs=hparams["test_dataloader_opts"],
     )
+
+
+def run_script(folder, yaml_name, args, cwd):
+    """``python train.py hparams/<yaml_name> ARGS --device=cpu`` of the
+    recipe in ``folder``, a subprocess that imports this checkout's
+    ``speechbrain_prune``; fails the test unless it succeeds."""
+    cmd = [
+        sys.executable,
+        os.path.join(folder, "train.py"),
+        os.path.join(folder, "hparams", yaml_name),
+        *args,
+        "--device=cpu",
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res

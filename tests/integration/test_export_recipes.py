@@ -3,25 +3,22 @@ the best checkpoint of the final pruned structure becomes a folder that
 SpeechBrain alone loads, with the pruned model's outputs."""
 
 import glob
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 import speechbrain as sb
 import torch
-from recipe_runner import RECIPES, TINY_CORPUS_ARG
+from load_exported import (
+    assert_same_outputs,
+    fixed_inputs,
+    load_without_plugin,
+)
+from recipe_runner import RECIPES, TINY_CORPUS_ARG, run_script
 
 from speechbrain_prune.cli import main as cli
 from speechbrain_prune.export.select import load_best
 from speechbrain_prune.training.pruner import PRUNING_STEPS
 
-LOADER = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "unittests",
-    "hub_loader.py",
-)
 TINY = {
     "cnn_channels": "(8, 12)",
     "rnn_neurons": 24,
@@ -31,10 +28,7 @@ TINY = {
 
 
 def run_recipe(kind, out, data):
-    cmd = [
-        sys.executable,
-        os.path.join(RECIPES, kind, "train.py"),
-        os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml"),
+    args = [
         f"--output_folder={out}",
         f"--embedded_data_folder={data}",
         f"--embedded_corpus={TINY_CORPUS_ARG}",
@@ -42,15 +36,11 @@ def run_recipe(kind, out, data):
         "--prune_start_epoch=2",
         "--prune_target=0.4",
         "--batch_size=4",
-        "--device=cpu",
     ]
     if kind == "CTC":
-        cmd += [f"--{k}={v}" for k, v in TINY.items()]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=out.parent
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+        args += [f"--{k}={v}" for k, v in TINY.items()]
+    folder = os.path.join(RECIPES, kind)
+    run_script(folder, "train_pruned.yaml", args, out.parent)
 
 
 def reference(kind, hparams, label_encoder, wavs, lens, tokens):
@@ -108,43 +98,11 @@ def test_export_command_on_a_pruned_recipe_run(kind, tmp_path):
 
     labels = CTCTextEncoder()
     labels.load(str(out / "save" / "label_encoder.txt"))
-    wav_files = sorted(glob.glob(str(data / "test-clean" / "*/*/*.flac")))
-    sigs = [sb.dataio.dataio.read_audio(f) for f in wav_files[:2]]
-    n = max(len(s) for s in sigs)
-    wavs = torch.stack(
-        [torch.nn.functional.pad(s, (0, n - len(s))) for s in sigs]
-    )
-    lens = torch.tensor([len(s) / n for s in sigs])
-    tokens = torch.randint(
-        1, 29, (2, 5), generator=torch.Generator().manual_seed(0)
-    )
-    torch.save(
-        {"wavs": wavs, "lens": lens, "tokens": tokens}, tmp_path / "in.pt"
-    )
+    wav_files = glob.glob(str(data / "test-clean" / "*/*/*.flac"))
+    wavs, lens, tokens = fixed_inputs(wav_files, 29)
     ref = reference(kind, hparams, labels, wavs, lens, tokens)
-    job = {
-        "source": str(folder),
-        "config": str(folder / "config.json"),
-        "savedir": str(tmp_path / "loaded"),
-        "inputs": str(tmp_path / "in.pt"),
-        "out": str(tmp_path / "out.pt"),
-    }
-    (tmp_path / "jobs.json").write_text(json.dumps([job]))
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    env.pop("PYTHONPATH", None)
-    res = subprocess.run(
-        [sys.executable, LOADER, str(tmp_path / "jobs.json")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    loaded = torch.load(tmp_path / "out.pt")
-    assert loaded["words"] == ref["words"]
-    for key in ref:
-        if key != "words":
-            assert (loaded[key] - ref[key]).abs().max().item() < 1e-5, key
+    loaded = load_without_plugin(folder, (wavs, lens, tokens), tmp_path)
+    assert_same_outputs(loaded, ref)
     card = (folder / "README.md").read_text()
     assert "train_pruned.yaml" in card
     assert "| pruned |" in card  # the run's test error rates

@@ -2,15 +2,10 @@
 their YAML file alone; runs resume after a kill at any point."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from recipe_runner import (
-    RECIPES,
-    TINY_CORPUS_ARG,
-)
+from recipe_runner import RECIPES, TINY_CORPUS_ARG, run_script
 
 
 def _pruner_state(save_folder):
@@ -26,23 +21,17 @@ def _pruner_state(save_folder):
 def test_recipe_gains_pruning_from_yaml(kind, tmp_path):
     """train.py run as a script; the pruning stage is declared in YAML."""
     out, data = tmp_path / "out", tmp_path / "data"
-    cmd = [
-        sys.executable,
-        os.path.join(RECIPES, kind, "train.py"),
-        os.path.join(RECIPES, kind, "hparams", "train_pruned.yaml"),
+    args = [
         f"--output_folder={out}",
         f"--embedded_data_folder={data}",
         f"--embedded_corpus={TINY_CORPUS_ARG}",
         "--number_of_epochs=3",
         "--batch_size=4",
-        "--device=cpu",
+        "--prune_start_epoch=2",
+        "--prune_target=0.4",
     ]
-    cmd += ["--prune_start_epoch=2", "--prune_target=0.4"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+    folder = os.path.join(RECIPES, kind)
+    run_script(folder, "train_pruned.yaml", args, tmp_path)
     log = (out / "train_log.txt").read_text()
     assert "Pruning stage 1/1 at epoch 2" in log
     assert "epoch: 3" in log  # training went on after the stage
@@ -63,10 +52,7 @@ def test_recipe_on_shared_real_digits(tmp_path):
 
     data = shared_data("digits-librispeech")
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        os.path.join(RECIPES, "CTC", "train.py"),
-        os.path.join(RECIPES, "CTC", "hparams", "train_pruned.yaml"),
+    args = [
         f"--output_folder={out}",
         f"--data_folder={data}",
         "--number_of_epochs=2",
@@ -77,10 +63,9 @@ def test_recipe_on_shared_real_digits(tmp_path):
         "--rnn_neurons=24",
         "--dnn_neurons=24",
         "--prune_scoring_batches=2",
-        "--device=cpu",
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
+    folder = os.path.join(RECIPES, "CTC")
+    run_script(folder, "train_pruned.yaml", args, tmp_path)
     log = (out / "train_log.txt").read_text()
     assert "Pruning stage 1/1 at epoch 2" in log
     assert "test WER" in log

@@ -20,6 +20,11 @@ import pytest
 import sentencepiece
 import speechbrain as sb
 import torch
+from load_exported import (
+    assert_same_outputs,
+    fixed_inputs,
+    load_without_plugin,
+)
 from stock_recipes import (
     checkout,
     copy_recipe,
@@ -33,11 +38,6 @@ from speechbrain_prune.cli import main as cli
 from speechbrain_prune.export.select import load_best
 from speechbrain_prune.training.pruner import PRUNING_STEPS
 
-LOADER = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "unittests",
-    "hub_loader.py",
-)
 #: A tiny CRDNN, as command-line overrides (YAML keys of all three).
 TINY = [
     "--cnn_channels=(8, 8)",
@@ -245,18 +245,6 @@ def test_stock_librispeech_seq2seq_dense_run_is_resumed_and_pruned(
 
 
 # Export ----------------------------------------------------------------------
-def inputs(wav_files, vocab):
-    sigs = [sb.dataio.dataio.read_audio(f) for f in sorted(wav_files)[:2]]
-    n = max(len(s) for s in sigs)
-    wavs = torch.stack(
-        [torch.nn.functional.pad(s, (0, n - len(s))) for s in sigs]
-    )
-    lens = torch.tensor([len(s) / n for s in sigs])
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(1, vocab, (2, 5), generator=gen)
-    return wavs, lens, tokens
-
-
 def reference(shape, hparams, searcher_key, wavs, lens, tokens):
     """The pruned model's outputs, in this process (with the plugin)."""
     m, log_softmax = hparams["modules"], hparams["log_softmax"]
@@ -313,36 +301,10 @@ def check_export(
         (k for k in ("test_search", "test_searcher") if k in hparams), None
     )
     vocab = hparams["output_neurons"]
-    wavs, lens, tokens = inputs(wav_files, vocab)
-    torch.save(
-        {"wavs": wavs, "lens": lens, "tokens": tokens}, tmp_path / "in.pt"
-    )
+    wavs, lens, tokens = fixed_inputs(wav_files, vocab)
     ref = reference(shape, hparams, searcher_key, wavs, lens, tokens)
-    job = {
-        "source": str(folder),
-        "config": str(folder / "config.json"),
-        "savedir": str(tmp_path / "loaded"),
-        "inputs": str(tmp_path / "in.pt"),
-        "out": str(tmp_path / "out.pt"),
-    }
-    (tmp_path / "jobs.json").write_text(json.dumps([job]))
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    env.pop("PYTHONPATH", None)
-    res = subprocess.run(
-        [sys.executable, LOADER, str(tmp_path / "jobs.json")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    loaded = torch.load(tmp_path / "out.pt")
-    assert not any(m.startswith("speechbrain_prune") for m in loaded["modules"])
-    for name, value in ref.items():
-        if name == "tokens":
-            assert loaded["tokens"] == [list(map(int, t)) for t in value]
-        else:
-            assert (loaded[name] - value).abs().max().item() < 1e-5, name
+    loaded = load_without_plugin(folder, (wavs, lens, tokens), tmp_path)
+    assert_same_outputs(loaded, ref)
     if sentencepiece_model:  # the recipe's own tokenizer decodes the same
         sp = sentencepiece.SentencePieceProcessor(
             model_file=sentencepiece_model

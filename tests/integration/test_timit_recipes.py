@@ -2,16 +2,12 @@
 and with a pruning stage from their YAML file, on a tiny TIMIT-layout
 corpus spoken here, and on ../shared/data/timit-synth when it is there."""
 
-import importlib.util
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-import speechbrain as sb
+import recipe_runner
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_prune.data.timit_corpus import make_timit_corpus
 
@@ -63,45 +59,13 @@ def corpus(tmp_path_factory):
     return out
 
 
-def recipe(kind):
-    """The recipe's train.py as a module, and its hparams folder."""
-    folder = os.path.join(RECIPES, kind)
-    spec = importlib.util.spec_from_file_location(
-        f"timit_recipe_{kind}", os.path.join(folder, "train.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, os.path.join(folder, "hparams")
-
-
 def run_in_process(kind, yaml_name, overrides):
     """What the recipe's ``__main__`` does; returns (brain, hparams)."""
-    module, hp_dir = recipe(kind)
-    with open(os.path.join(hp_dir, yaml_name)) as f:
-        hparams = load_hyperpyyaml(f, overrides)
-    sb.create_experiment_directory(hparams["output_folder"])
-    module.prepare_data(hparams)
-    datasets, label_encoder = module.dataio_prepare(hparams)
-    brain = module.ASR(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts={"device": "cpu"},
-        checkpointer=hparams["checkpointer"],
+    brain, hparams, datasets = recipe_runner.build(
+        kind, yaml_name, overrides, recipes=RECIPES
     )
-    brain.label_encoder = label_encoder
-    brain.fit(
-        hparams["epoch_counter"],
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
-    brain.evaluate(
-        datasets["test"],
-        min_key="PER",
-        test_loader_kwargs=hparams["test_dataloader_opts"],
-    )
+    recipe_runner.fit(brain, hparams, datasets)
+    recipe_runner.evaluate(brain, hparams, datasets, min_key="PER")
     return brain, hparams
 
 
@@ -188,24 +152,16 @@ def test_timit_ctc_pruned_script(tmp_path):
     """The README's command, as a script, on the corpus it speaks itself
     (no ``--data_folder``): train.py unchanged, the stage from the YAML."""
     out, data = tmp_path / "out", tmp_path / "data"
-    folder = os.path.join(RECIPES, "CTC")
     corpus = ", ".join(f"{k}: {v}" for k, v in TINY_CORPUS.items())
-    cmd = [
-        sys.executable,
-        os.path.join(folder, "train.py"),
-        os.path.join(folder, "hparams", "train_pruned.yaml"),
+    args = [
         f"--output_folder={out}",
         f"--embedded_data_folder={data}",
         f"--embedded_corpus={{{corpus}}}",
         "--number_of_epochs=2",
-        "--device=cpu",
     ]
-    cmd += [f"--{k}={v}" for k, v in dict(TINY_MODEL, **TINY_STAGE).items()]
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+    args += [f"--{k}={v}" for k, v in dict(TINY_MODEL, **TINY_STAGE).items()]
+    folder = os.path.join(RECIPES, "CTC")
+    recipe_runner.run_script(folder, "train_pruned.yaml", args, tmp_path)
     assert (data / "corpus.json").is_file()
     log = (out / "train_log.txt").read_text()
     assert log.index("epoch: 2,") > log.index("Pruning stage 1/1 at epoch 2")
