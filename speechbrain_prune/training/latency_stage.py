@@ -68,21 +68,37 @@ class LatencyStage:
         self.memory = {}  # the cache without a folder
         self._dense_on_device = None  # copied when first timed
 
-    def path(self, index):
+    def path(self, index, rerun=0):
         """The cache file of stage ``index`` (``"dense"``: of the unpruned
         model, measured before training when stage 1 counts another
-        measure)."""
+        measure).
+
+        ``rerun``: how many times the stage was done before (a target
+        raised on resume runs it again, on the model it already pruned:
+        that run measures its own model, in its own file).
+
+        Example
+        -------
+        >>> from speechbrain_prune.costs.setup import LatencySetup
+        >>> stage = LatencyStage(LatencySetup(), None, "save")
+        >>> os.path.basename(stage.path(1))
+        'latency_cpu-2threads-b1-10s-float32_stage2.json'
+        >>> stage.path(1, rerun=1).endswith("_stage2-rerun1.json")
+        True
+        """
         if self.folder is None:
             return None
         which = index if isinstance(index, str) else f"stage{index + 1}"
+        if rerun:
+            which += f"-rerun{rerun}"
         name = f"latency_{self.setup.key}_{which}.json"
         return os.path.join(self.folder, name)
 
-    def load(self, index):
+    def load(self, index, rerun=0):
         """What stage ``index`` measured before, or ``{}``."""
-        path = self.path(index)
+        path = self.path(index, rerun)
         if path is None:
-            return dict(self.memory.get(index, {}))
+            return dict(self.memory.get((index, rerun), {}))
         if not os.path.exists(path):
             return {}
         try:
@@ -92,10 +108,10 @@ class LatencyStage:
             logger.warning(f"Unreadable latency cache {path}: timed again")
             return {}
 
-    def save(self, index, cache):
-        path = self.path(index)
+    def save(self, index, cache, rerun=0):
+        path = self.path(index, rerun)
         if path is None:
-            self.memory[index] = dict(cache)
+            self.memory[(index, rerun)] = dict(cache)
             return
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
@@ -117,8 +133,9 @@ class LatencyStage:
             measure=s.timer,
         )
 
-    def measure(self, index, root, groups, run):
-        """Current ratio and latency table of ``root`` (cached per stage).
+    def measure(self, index, root, groups, run, rerun=0):
+        """Current ratio and latency table of ``root`` (cached per stage
+        and run of the stage).
 
         Arguments
         ---------
@@ -130,8 +147,10 @@ class LatencyStage:
             Their groups.
         run : callable
             The timed forward, ``setup.runner(...)``.
+        rerun : int
+            Times the stage was done before (see :meth:`path`).
         """
-        cache = self.load(index)
+        cache = self.load(index, rerun)
         if "table" in cache:
             return cache
         device_root = root.to(self.setup.device)
@@ -152,10 +171,10 @@ class LatencyStage:
             )
         table["conditions"] = self.setup.describe()
         cache = {"current_ratio": current, "table": table}
-        self.save(index, cache)
+        self.save(index, cache, rerun)
         return cache
 
-    def choose(self, index, root, groups, run, select, target):
+    def choose(self, index, root, groups, run, select, target, rerun=0):
         """What to remove so that the latency ratio falls to ``1 - target``.
 
         Arguments
@@ -174,6 +193,8 @@ class LatencyStage:
             table (channels, and whole layers where the pruner allows).
         target : float
             Cumulative fraction of the unpruned latency to remove.
+        rerun : int
+            Times the stage was done before (see :meth:`path`).
 
         Returns
         -------
@@ -192,15 +213,21 @@ class LatencyStage:
         them, or a layer more. A candidate that meets the goal is timed
         once more, with twice the rounds, before it is accepted.
         """
-        cache = self.measure(index, root, groups, run)
+        cache = self.measure(index, root, groups, run, rerun)
+        if cache.get("target", target) != target:
+            # Decided for another target (changed on resume before the
+            # surgery): the measured model is this one, the decision not.
+            cache = {k: cache[k] for k in ("current_ratio", "table")}
+        cache["target"] = target
         goal = 1.0 - target
         current = cache["current_ratio"]
         if current <= goal:
             cache.setdefault("fraction", 0.0)
             cache.setdefault("measured_ratio", current)
-            self.save(index, cache)
+            self.save(index, cache, rerun)
             return PruningChoice(), cache
         if "fraction" in cache:  # decided before a restart
+            self.save(index, cache, rerun)  # for this target (older: none)
             table = cache.get("selection_table", cache["table"])
             return select(cache["fraction"], table), cache
         fraction = min(1.0 - goal / current, 0.999)
@@ -249,7 +276,7 @@ class LatencyStage:
         cache["fraction"] = fraction
         cache["selection_table"] = table
         cache["measured_ratio"] = measured
-        self.save(index, cache)
+        self.save(index, cache, rerun)
         return choice, cache
 
 

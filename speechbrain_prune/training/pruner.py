@@ -724,31 +724,37 @@ class Pruner:
         batch = self.latency.batch_from(dataset[0], collate)
         return self.latency.runner(self.brain, batch)
 
+    def _rerun(self, index):
+        """How many times stage ``index`` was done before (the history is
+        the checkpoint's: the same on every rank). A stage run again (its
+        target raised on resume) prunes the model its earlier run left:
+        its latency is measured anew, not read from that run's cache."""
+        if isinstance(index, str):
+            return 0
+        return sum(1 for r in self.history if r["stage"] == index)
+
     def _latency_cache(self, index, scratch, groups, train_set):
         """Stage ``index``'s current ratio and table (timed on the main
         process only, then read from the save folder by every rank)."""
         stage = self._latency_stage()
         run = self._latency_run(train_set)
+        rerun = self._rerun(index)
+        args = [index, copy_module(scratch), groups, run, rerun]
         if stage.folder is None:
-            return stage.measure(index, copy_module(scratch), groups, run)
-        sb.utils.distributed.run_on_main(
-            stage.measure, args=[index, copy_module(scratch), groups, run]
-        )
-        return stage.load(index)
+            return stage.measure(*args)
+        sb.utils.distributed.run_on_main(stage.measure, args=args)
+        return stage.load(index, rerun)
 
     def _latency_choice(self, index, scratch, groups, train_set, select, t):
         """Removals meeting latency target ``t``, checked end to end."""
         stage = self._latency_stage()
         run = self._latency_run(train_set)
+        rerun = self._rerun(index)
+        args = [index, copy_module(scratch), groups, run, select, t, rerun]
         if stage.folder is None:
-            return stage.choose(
-                index, copy_module(scratch), groups, run, select, t
-            )
-        sb.utils.distributed.run_on_main(
-            stage.choose,
-            args=[index, copy_module(scratch), groups, run, select, t],
-        )
-        cache = stage.load(index)
+            return stage.choose(*args)
+        sb.utils.distributed.run_on_main(stage.choose, args=args)
+        cache = stage.load(index, rerun)
         if not cache.get("fraction"):
             return PruningChoice(), cache
         table = cache.get("selection_table", cache["table"])

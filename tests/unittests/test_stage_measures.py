@@ -265,3 +265,60 @@ def test_a_stage_counting_another_measure_on_resume_runs_again(
     assert (last["stage"], last["epoch"], last["measure"]) == (1, 4, "macs")
     assert last["macs_after"] <= 0.4 * last["base_macs"]
     assert [r["stage"] for r in pruner.history].count(0) == 1
+
+
+def test_a_latency_stage_run_again_times_the_model_it_prunes(
+    uninterrupted, tmp_path
+):
+    """A raised latency target runs stage 2 again on the model it already
+    pruned: it must time and select on that model, not reuse the first
+    run's cache (its ratio, table and fraction were of the model before
+    the stage), or the target is met by accident or missed silently."""
+    import shutil
+
+    folder, _, done, _ = uninterrupted
+    shutil.copytree(folder, tmp_path / "run")
+    brain, hparams, data = build_mixed(
+        tmp_path / "run", latency_target=0.7, epochs=4
+    )
+    fit(brain, hparams, data)
+    pruner = hparams["pruner"]
+    first, again = pruner.history[-2:]
+    assert (first["stage"], again["stage"]) == (1, 1)
+    # Timed on the model the first run left.
+    assert again["latency"]["before"] == pytest.approx(
+        first["latency"]["after"]
+    )
+    # What the record says is what the model runs at, and it meets 70 %.
+    live = pruner.brain.modules
+    ratio = simulated_seconds(live, None, 1, 0) / simulated_seconds(
+        pruner._dense, None, 1, 0
+    )
+    assert again["latency"]["after"] == pytest.approx(ratio)
+    assert ratio <= 0.3 + 0.02
+
+
+def test_a_cached_decision_is_kept_only_for_its_own_target():
+    """Killed after the choice was cached, before the surgery, then
+    resumed with another target: the same model is measured (the table
+    is reused) but the choice is made again for the new target."""
+    from speechbrain_prune.costs.setup import LatencySetup
+    from speechbrain_prune.selection.joint import PruningChoice
+    from speechbrain_prune.training.latency_stage import LatencyStage
+
+    setup = LatencySetup(repeats=1, warmup=0, rounds=1, timer=lambda *a: 1.0)
+    stage = LatencyStage(setup, torch.nn.Linear(2, 2))
+    asked = []
+
+    def select(fraction, table):
+        asked.append(round(fraction, 6))
+        return PruningChoice()
+
+    net = torch.nn.Linear(2, 2)
+    table = {"base_seconds": 1.0, "groups": {}, "depth": {}}
+    stage.save(0, {"current_ratio": 1.0, "table": table, "fraction": 0.3})
+    stage.choose(0, net, {}, None, select, 0.3)  # an older cache: kept
+    assert asked == [0.3]
+    stage.choose(0, net, {}, None, select, 0.5)
+    assert asked[-1] == 0.5
+    assert stage.load(0)["target"] == 0.5
