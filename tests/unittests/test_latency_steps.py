@@ -111,3 +111,41 @@ def test_round_to_table_keeps_only_measured_widths():
     assert len(fewer.candidates(model, groups)) == len(cands) - 1
     with pytest.raises(SelectionError, match="round_to"):
         Selector(target_type="macs", round_to="table")
+
+
+def test_round_to_table_after_a_layer_goes_keeps_each_layers_widths():
+    """Layers of one RNN at different widths (an earlier stage pruned two
+    of them): once layer 1 goes, layer 2 is called layer 1, and the widths
+    it may keep are those measured for it, not for the layer removed."""
+    from speechbrain_prune.costs import count_params
+    from speechbrain_prune.graph.depth import DepthCandidate
+    from speechbrain_prune.selection.joint import table_without
+
+    model = build_crdnn(rnn="lstm", rnn_layers=3, rnn_neurons=UNITS)
+    groups = discover_groups(model, X)
+    apply_removals(
+        model,
+        groups,
+        {f"RNN.layer{k}": list(range(UNITS // 2, UNITS)) for k in (0, 1)},
+    )
+    groups = discover_groups(model, X)
+    assert [groups[f"RNN.layer{k}"].size for k in range(3)] == [16, 16, 32]
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        measure=lambda m, run, r, w: 1e-6 * count_params(m),
+    )
+    cand = DepthCandidate("rnn_layer", "RNN", 1)
+    cand.apply(model)
+    sub = table_without(table, [cand])
+    assert sub["groups"]["RNN.layer1"] == table["groups"]["RNN.layer2"]
+    assert sub["groups"]["RNN.layer0"] == table["groups"]["RNN.layer0"]
+    assert "RNN.layer2" not in sub["groups"]
+    groups = discover_groups(model, X)
+    selector = Selector(
+        target=0.1, target_type="latency", latency_table=sub, round_to="table"
+    )
+    kept = [32 - c for c in selector.candidates(model, groups)["RNN.layer1"]]
+    assert sorted(kept) == table["groups"]["RNN.layer2"]["widths"][:-1]
