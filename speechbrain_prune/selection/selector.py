@@ -269,7 +269,9 @@ class Selector:
         latency = self._latency_model()
         if group.id not in latency.curves:
             return []
-        floor = max(floor, math.ceil(self.min_keep_fraction * group.size))
+        # As removal_steps: 0.07 * 100 is 7.000000000000001 in floats.
+        least = math.ceil(self.min_keep_fraction * group.size - 1e-9)
+        floor = max(floor, least)
         widths = [
             w for w in latency.widths(group.id) if floor <= w < group.size
         ]

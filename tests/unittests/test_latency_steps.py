@@ -149,3 +149,27 @@ def test_round_to_table_after_a_layer_goes_keeps_each_layers_widths():
     )
     kept = [32 - c for c in selector.candidates(model, groups)["RNN.layer1"]]
     assert sorted(kept) == table["groups"]["RNN.layer2"]["widths"][:-1]
+
+
+def test_round_to_table_keeps_a_measured_width_at_the_floor():
+    """``min_keep_fraction * size`` a hair above a whole number (0.07 x
+    100 is 7.000000000000001 in floats) still lets a group keep that
+    width, as ``removal_steps`` does."""
+    from types import SimpleNamespace
+
+    from speechbrain_prune.selection.constraints import removal_steps
+
+    table = {
+        "base_seconds": 1.0,
+        "groups": {"g": {"widths": [7, 50, 100], "seconds": [0.1, 0.5, 1]}},
+    }
+    selector = Selector(
+        target=0.1,
+        target_type="latency",
+        latency_table=table,
+        round_to="table",
+        min_keep_fraction=0.07,
+    )
+    group = SimpleNamespace(id="g", size=100)
+    assert 100 - 7 in removal_steps(100, 1, 0.07, 1)
+    assert selector._table_steps(group, 1) == [50, 93]
