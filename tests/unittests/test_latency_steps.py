@@ -173,3 +173,37 @@ def test_round_to_table_keeps_a_measured_width_at_the_floor():
     group = SimpleNamespace(id="g", size=100)
     assert 100 - 7 in removal_steps(100, 1, 0.07, 1)
     assert selector._table_steps(group, 1) == [50, 93]
+
+
+def test_steps_are_measured_for_rnn_layers_only():
+    """The step is cuDNN's RNN kernel switch: conv channels and dense
+    neurons are not measured there (a stock CRDNN's table would time 6
+    more models for nothing, each at an odd width)."""
+    model = build_crdnn(
+        rnn="lstm", rnn_layers=1, rnn_neurons=UNITS, cnn_channels=[16, 32]
+    )
+    groups = discover_groups(model, X)
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        depth=False,
+        measure=step_seconds,
+        steps=(STEP,),
+    )
+    for g in groups.prunable():
+        widths = table["groups"][g.id]["widths"]
+        on_step = {STEP, STEP + 1} <= set(widths)
+        assert on_step == (g.kind == "rnn"), (g.id, g.kind, widths)
+
+
+def test_the_default_steps_are_cudnns_only_on_cuda():
+    """cuDNN's kernel switch does not exist on the CPU: no step there by
+    default (each is two more timed models per RNN layer)."""
+    from speechbrain_prune.costs.setup import LatencySetup
+
+    assert LatencySetup().width_steps == ()
+    assert LatencySetup(device="cuda").width_steps == (192,)
+    assert LatencySetup(width_steps=[100]).width_steps == (100,)
+    assert LatencySetup(device="cuda", width_steps=[]).width_steps == ()
