@@ -98,7 +98,7 @@ class LatencyStage:
         """What stage ``index`` measured before, or ``{}``."""
         path = self.path(index, rerun)
         if path is None:
-            return dict(self.memory.get((index, rerun), {}))
+            return dict(self.memory.get(_key(index, rerun), {}))
         if not os.path.exists(path):
             return {}
         try:
@@ -111,7 +111,7 @@ class LatencyStage:
     def save(self, index, cache, rerun=0):
         path = self.path(index, rerun)
         if path is None:
-            self.memory[(index, rerun)] = dict(cache)
+            self.memory[_key(index, rerun)] = dict(cache)
             return
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
@@ -278,6 +278,13 @@ class LatencyStage:
         cache["measured_ratio"] = measured
         self.save(index, cache, rerun)
         return choice, cache
+
+
+def _key(index, rerun):
+    """The in-memory cache key: the stage's index for its first run (as
+    callers seeding ``memory``, the benchmark, expect), with the run
+    after."""
+    return (index, rerun) if rerun else index
 
 
 def _learned(table, choice, current, measured, goal):
