@@ -255,10 +255,14 @@ class Pruner:
         self.brain = brain
         self._check_compiled(brain)
         self._check_patterns(brain.modules)
-        if "latency" in self.measures:
+        pruned = bool(self.done or len(self.plan))
+        keep = pruned and self._dense is not None
+        if "latency" in self.measures and not keep:
             # Built from the YAML, before any checkpoint resizes it: the
             # unpruned architecture that latency ratios are timed against,
-            # also when earlier stages count other measures.
+            # also when earlier stages count other measures. Attached
+            # again after stages were done, the model is pruned: the
+            # reference kept from the first attach stays.
             self._dense = dense_architecture(brain.modules)
         checkpointer = checkpointer or brain.checkpointer
         if checkpointer is not None:

@@ -322,3 +322,19 @@ def test_a_cached_decision_is_kept_only_for_its_own_target():
     stage.choose(0, net, {}, None, select, 0.5)
     assert asked[-1] == 0.5
     assert stage.load(0)["target"] == 0.5
+
+
+def test_attached_again_the_pruner_keeps_the_unpruned_reference(tmp_path):
+    """Detached after the parameters stage and attached again ("attach
+    again to go on"), the pruner must still time latency against the
+    unpruned architecture, not the model the parameters stage left."""
+    brain, hparams, data = build_mixed(tmp_path)
+    pruner = hparams["pruner"]
+    assert pruner._dense["model"].RNN.rnn.hidden_size == 8
+    # The parameters stage done: a stage in the history, a narrower RNN
+    # (its width is all the simulated device looks at).
+    pruner.done.append(0)
+    brain.modules["model"].RNN.rnn.hidden_size = 5
+    pruner.detach()
+    pruner.attach(brain)
+    assert pruner._dense["model"].RNN.rnn.hidden_size == 8
