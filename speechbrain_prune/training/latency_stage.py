@@ -16,8 +16,11 @@ each such stage, on the device it states:
 
 Everything measured is written to ``latency_<conditions>_stage<k>.json``
 in the save folder before the surgery, so a run resumed after a kill makes
-the same decision without timing again, and under DDP only the main
-process times while every rank reads the same file.
+the same decision without timing again. Under DDP only the main process
+times: it measures the table, which every rank then reads from that file,
+and while every rank runs the selection in step (scores and losses are
+averaged over the ranks), it times each candidate and sends the result to
+the others.
 
 Authors
  * speechbrain-prune team 2026
@@ -113,6 +116,8 @@ class LatencyStage:
         if path is None:
             self.memory[_key(index, rerun)] = dict(cache)
             return
+        if not sb.utils.distributed.if_main_process():
+            return  # every rank holds the same; the main one writes it
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(cache, f, indent=1)
@@ -132,6 +137,23 @@ class LatencyStage:
             s.rounds * rounds,
             measure=s.timer,
         )
+
+    def _check(self, root, choice, run, goal):
+        """The end-to-end ratio of ``root`` with ``choice`` applied: timed
+        on the main process, the same number on every rank (the selection
+        runs on every rank in step: its scores and losses are averaged
+        over the ranks)."""
+        measured = None
+        if sb.utils.distributed.if_main_process():
+            candidate = copy_module(root).to(self.setup.device)
+            choice.apply(candidate)
+            with self.setup.timing():
+                measured = self._timed(candidate, run)
+                if measured <= goal + self.tolerance:
+                    # Accept on a second, longer timing only: a lucky
+                    # round must not decide.
+                    measured = self._timed(candidate, run, rounds=2)
+        return sb.utils.distributed.ddp_broadcast(measured)
 
     def measure(self, index, root, groups, run, rerun=0):
         """Current ratio and latency table of ``root`` (cached per stage
@@ -244,14 +266,8 @@ class LatencyStage:
                     "more than the previous try"
                 )
                 break
-            candidate = copy_module(root).to(self.setup.device)
-            choice.apply(candidate)
-            with self.setup.timing():
-                measured = self._timed(candidate, run)
-                if measured <= goal + self.tolerance:
-                    # Accept on a second, longer timing only: a lucky
-                    # round must not decide.
-                    measured = self._timed(candidate, run, rounds=2)
+            last = choice
+            measured = self._check(root, choice, run, goal)
             logger.info(
                 f"Latency stage {index + 1}, try {attempt + 1}: "
                 f"{choice.describe()}, measured x{measured:.3f} of "
@@ -273,6 +289,10 @@ class LatencyStage:
                 "against width)"
             )
         choice, fraction, table, measured = chosen
+        if choice is not last:
+            # An earlier try won: select it again, so that what the
+            # selection reports (the mixes it ranked) is the chosen one's.
+            choice = select(fraction, table)
         cache["fraction"] = fraction
         cache["selection_table"] = table
         cache["measured_ratio"] = measured

@@ -756,14 +756,12 @@ class Pruner:
         run = self._latency_run(train_set)
         rerun = self._rerun(index)
         args = [index, copy_module(scratch), groups, run, select, t, rerun]
-        if stage.folder is None:
-            return stage.choose(*args)
-        sb.utils.distributed.run_on_main(stage.choose, args=args)
-        cache = stage.load(index, rerun)
-        if not cache.get("fraction"):
-            return PruningChoice(), cache
-        table = cache.get("selection_table", cache["table"])
-        return select(cache["fraction"], table), cache
+        # On every rank: the selection's scores and losses are averaged
+        # over the ranks (collectives), so it cannot run on one alone;
+        # the main process times the candidates and shares the results.
+        choice, cache = stage.choose(*args)
+        sb.utils.distributed.ddp_barrier()  # the cache file is written
+        return choice, cache
 
     # Pieces -------------------------------------------------------------
     def _runner(self, batch):
