@@ -153,6 +153,8 @@ class Selector:
         require_one_of("target_type", target_type, TARGET_TYPES)
         require_one_of("normalization", normalization, NORMALIZATIONS)
         require_one_of("mode", mode, MODES)
+        #: Whether ``cost`` was given (not derived from ``target_type``).
+        self.cost_given = cost is not None
         cost = cost or (target_type if target_type in COSTS else "macs")
         require_one_of("cost", cost, COSTS)
         if target_type == "layer_ratio":

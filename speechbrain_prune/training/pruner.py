@@ -47,7 +47,6 @@ from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
 from speechbrain_prune.selection import SelectionError, Selector
-from speechbrain_prune.selection.constraints import COSTS
 from speechbrain_prune.selection.joint import (
     PruningChoice,
     allowed_depth_candidates,
@@ -213,8 +212,9 @@ class Pruner:
         )
         if isinstance(selection, Selector):
             # The stages set the target; the selector gives the options.
+            given = getattr(selection, "cost_given", True)
             selection = selection.options()
-            if selection["cost"] == _default_cost(selection["target_type"]):
+            if not given:
                 # Not chosen, derived: stages of other measures rank by
                 # their own.
                 del selection["cost"]
@@ -1122,11 +1122,6 @@ class _Swapped:
     def __exit__(self, *exc):
         self.brain.modules = self.live
         return False
-
-
-def _default_cost(target_type):
-    """What a Selector ranks by when its ``cost`` is not given."""
-    return target_type if target_type in COSTS else "macs"
 
 
 def _set_rng(state):

@@ -338,3 +338,41 @@ def test_attached_again_the_pruner_keeps_the_unpruned_reference(tmp_path):
     pruner.detach()
     pruner.attach(brain)
     assert pruner._dense["model"].RNN.rnn.hidden_size == 8
+
+
+def test_a_selector_from_yaml_keeps_the_cost_it_was_given():
+    """``selection: !new:...Selector``: a ``cost`` the YAML left out is
+    derived (each stage ranks by its own measure), one it names holds for
+    every stage, also when it equals the selector's own target_type."""
+    from speechbrain_prune import LatencySetup, Pruner
+    from speechbrain_prune.selection import Selector
+
+    stages = [
+        {"epoch": 2, "target": 0.3, "target_type": "params"},
+        {"epoch": 3, "target": 0.4, "target_type": "latency"},
+    ]
+
+    def pruner(selector):
+        return Pruner(
+            "magnitude",
+            stages=stages,
+            selection=selector,
+            latency=LatencySetup(),
+        )
+
+    derived = pruner(Selector(target_type="params"))
+    assert "cost" not in derived.selection
+    assert (
+        derived._selector(
+            0.4, {"base_seconds": 1.0, "groups": {}}, "latency"
+        ).cost
+        == "latency"
+    )
+    named = pruner(Selector(target_type="params", cost="params"))
+    assert named.selection["cost"] == "params"
+    assert (
+        named._selector(
+            0.4, {"base_seconds": 1.0, "groups": {}}, "latency"
+        ).cost
+        == "params"
+    )
