@@ -105,7 +105,8 @@ class Selector:
         :func:`~speechbrain_prune.costs.latency.table_widths`, lets the
         selection land on the fast side with exact measured costs instead
         of a line interpolated across the step). Groups without a curve in
-        the table keep their width then.
+        the table keep their width then. A selector without a latency
+        table (a template for a Pruner's stages) refuses it when selecting.
     protect : list of str
         ``fnmatch`` patterns; a group whose id or any member module matches
         is left untouched (a protected module keeps all its shapes). Each
@@ -168,7 +169,12 @@ class Selector:
             "min_keep_fraction", min_keep_fraction, low_inclusive=True
         )
         if round_to == "table":
-            if "latency" not in (target_type, cost):
+            # Without a latency target or cost, a template of options (a
+            # Pruner's stages bring the table): checked when selecting.
+            if latency_table is not None and "latency" not in (
+                target_type,
+                cost,
+            ):
                 raise SelectionError(
                     "`round_to: table` keeps the widths of the latency "
                     "table: it needs a latency target or cost"
@@ -268,6 +274,11 @@ class Selector:
 
     def _table_steps(self, group, floor):
         """Removal counts that leave a width the latency table measured."""
+        if self.latency_table is None:
+            raise SelectionError(
+                "`round_to: table` keeps the widths of the latency table: "
+                "it needs a latency target or cost and its `latency_table`"
+            )
         latency = self._latency_model()
         if group.id not in latency.curves:
             return []

@@ -109,8 +109,12 @@ def test_round_to_table_keeps_only_measured_widths():
         target=0.1, target_type="latency", latency_table=table, round_to="table"
     )
     assert len(fewer.candidates(model, groups)) == len(cands) - 1
+    # Without a table: a template (a Pruner's stages bring theirs); it
+    # refuses to select.
     with pytest.raises(SelectionError, match="round_to"):
-        Selector(target_type="macs", round_to="table")
+        Selector(target_type="macs", round_to="table").candidates(model, groups)
+    with pytest.raises(SelectionError, match="round_to"):
+        Selector(target_type="macs", round_to="table", latency_table=table)
 
 
 def test_round_to_table_after_a_layer_goes_keeps_each_layers_widths():

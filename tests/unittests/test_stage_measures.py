@@ -376,3 +376,35 @@ def test_a_selector_from_yaml_keeps_the_cost_it_was_given():
         ).cost
         == "params"
     )
+
+
+def test_round_to_table_from_a_yaml_selector(tmp_path):
+    """``selection: !new:...Selector`` with ``round_to: table`` in a run
+    whose latency stage follows a parameters stage: the selector is a
+    template (no table of its own), the latency stage keeps measured
+    widths as with the dict form."""
+    text = MIXED.replace(
+        """    selection:
+        target_type: macs
+        min_keep_fraction: 0.2
+""",
+        """    selection: !new:speechbrain_prune.selection.Selector
+        target_type: macs
+        min_keep_fraction: 0.2
+        round_to: table
+""",
+    )
+    overrides = {"number_of_epochs": 3, "prune_target": 0.4}
+    brain, hparams, data = build(tmp_path, overrides, pruner=text)
+    pruner = hparams["pruner"]
+    assert pruner.selection["round_to"] == "table"
+    pruner.latency.timer = simulated_seconds
+    fit(brain, hparams, data)
+    second = pruner.history[-1]
+    table = json.loads(
+        (
+            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+        ).read_text()
+    )["table"]["groups"]
+    for gid, kept, total in second["groups"]:
+        assert kept == total or kept in table[gid]["widths"], (gid, kept)
