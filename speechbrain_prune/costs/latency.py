@@ -45,9 +45,22 @@ from speechbrain_prune.surgery.prune import apply_removals
 DEFAULT_FRACTIONS = (0.75, 0.5, 0.25)
 
 #: Widths at which latency jumps: cuDNN runs LSTM/GRU layers of 192 hidden
-#: units and fewer with another kernel (BENCHMARKS.md). Tables measure both
-#: sides of each (192 and 193).
+#: units and fewer with another kernel. Tables measured on a CUDA device
+#: measure both sides of each (192 and 193) for RNN layers.
 DEFAULT_WIDTH_STEPS = (192,)
+
+
+def default_width_steps(device):
+    """The steps a table measured on ``device`` takes by default: cuDNN's
+    (:data:`DEFAULT_WIDTH_STEPS`) on CUDA, none elsewhere.
+
+    Example
+    -------
+    >>> default_width_steps("cpu"), default_width_steps("cuda:0")
+    ((), (192,))
+    """
+    cuda = torch.device(device).type == "cuda"
+    return DEFAULT_WIDTH_STEPS if cuda else ()
 
 
 def table_widths(size, fractions=DEFAULT_FRACTIONS, floor=1, steps=()):
@@ -222,9 +235,10 @@ def build_latency_table(
     progress : bool
         Show a progress bar (one step per measured group).
     steps : sequence of int
-        Widths where latency is known to jump (e.g.
-        :data:`DEFAULT_WIDTH_STEPS`): measured on both sides (see
-        :func:`table_widths`).
+        Widths where an RNN layer's latency is known to jump (e.g.
+        :data:`DEFAULT_WIDTH_STEPS`, cuDNN's kernel switch): measured on
+        both sides for the ``rnn`` groups (see :func:`table_widths`);
+        conv and dense groups take the fractions only.
 
     Returns
     -------
@@ -268,7 +282,8 @@ def build_latency_table(
     )
     for group in groups.prunable():
         floor = max(1, getattr(group, "min_size", 1))
-        widths = table_widths(group.size, fractions, floor, steps)
+        at = steps if group.kind == "rnn" else ()
+        widths = table_widths(group.size, fractions, floor, at)
         seconds = []
         for w in widths:
             clone = copy.deepcopy(root)
@@ -437,8 +452,9 @@ def _parse(argv):
         "--steps",
         nargs="*",
         type=int,
-        default=list(DEFAULT_WIDTH_STEPS),
-        help="widths where latency jumps: measured on both sides",
+        default=None,
+        help="widths where an RNN layer's latency jumps: measured on both "
+        "sides (default: 192 on cuda, none elsewhere)",
     )
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
@@ -492,7 +508,7 @@ def main(argv=None):
         warmup=args.warmup,
         depth=not args.no_depth,
         rounds=args.rounds,
-        steps=args.steps,
+        steps=default_width_steps(device) if args.steps is None else args.steps,
     )
     table["input_shape"] = list(args.input_shape)
     table["modules"] = list(args.modules)

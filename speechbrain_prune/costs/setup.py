@@ -59,10 +59,12 @@ class LatencySetup:
         :func:`~speechbrain_prune.costs.latency.build_latency_table`).
     fractions : sequence of float
         Widths of each group the latency table measures, as fractions.
-    width_steps : sequence of int
-        Widths where latency jumps (cuDNN's LSTM/GRU kernel switch at 192
-        hidden units): the table measures both sides (192 and 193), and
-        ``selection: {round_to: table}`` may land on the fast one.
+    width_steps : sequence of int, optional
+        Widths where an RNN layer's latency jumps (cuDNN's LSTM/GRU kernel
+        switch at 192 hidden units): the table measures RNN layers on both
+        sides (192 and 193), and ``selection: {round_to: table}`` may land
+        on the fast one. Default: ``[192]`` on CUDA, none on the CPU
+        (no cuDNN there; each step is two more timed models per layer).
     timer : callable, optional
         ``timer(model, run, repeats, warmup) -> seconds`` instead of real
         timing (:func:`~speechbrain_prune.costs.latency.measure_latency`):
@@ -93,7 +95,7 @@ class LatencySetup:
         warmup=2,
         rounds=3,
         fractions=(0.75, 0.5, 0.25),
-        width_steps=(192,),
+        width_steps=None,
         timer=None,
     ):
         self.timer = timer
@@ -119,9 +121,11 @@ class LatencySetup:
         self.repeats = _whole("repeats", repeats)
         self.warmup = _whole("warmup", warmup, low=0)
         self.rounds = _whole("rounds", rounds)
-        self.width_steps = tuple(
-            _whole("width_steps", w) for w in (width_steps or ())
-        )
+        if width_steps is None:
+            from speechbrain_prune.costs.latency import default_width_steps
+
+            width_steps = default_width_steps(self.device)
+        self.width_steps = tuple(_whole("width_steps", w) for w in width_steps)
         self.fractions = tuple(float(f) for f in fractions)
         if not self.fractions or not all(0 < f < 1 for f in self.fractions):
             raise ValueError(

@@ -72,24 +72,53 @@ def latency_cost_ratio(table):
 def table_without(table, depth):
     """The latency table of the model without the candidates ``depth``.
 
-    Its base is the table's estimate of that model's latency; the channel
-    curves are kept (after a layer goes, the remaining layers keep their
-    names' curves: layers of one RNN have the same shapes), and it has no
-    depth entries. Groups it has no curve for are left out of selection by
+    Its base is the table's estimate of that model's latency, and it has
+    no depth entries. The channel curves follow their layers: a removed
+    RNN layer's curve goes, and the layers after it, renumbered in the
+    model (``RNN.layer2`` is ``RNN.layer1`` once layer 1 goes), take
+    their own curves under their new names (layers of one RNN may have
+    been pruned to different widths by earlier stages); a removed block's
+    curves go. Groups it has no curve for are left out of selection by
     :class:`~speechbrain_prune.selection.Selector`'s caller.
 
     Example
     -------
     >>> from speechbrain_prune.graph.depth import DepthCandidate
-    >>> table = {"base_seconds": 2.0, "groups": {}, "depth": {"RNN:1": 1.5}}
-    >>> table_without(table, [DepthCandidate("rnn_layer", "RNN", 1)])
-    {'base_seconds': 1.5, 'groups': {}, 'depth': {}}
+    >>> table = {"base_seconds": 2.0, "depth": {"RNN:1": 1.5}, "groups": {
+    ...     f"RNN.layer{k}": {"widths": [k + 1], "seconds": [2.0]}
+    ...     for k in range(3)}}
+    >>> out = table_without(table, [DepthCandidate("rnn_layer", "RNN", 1)])
+    >>> out["base_seconds"], out["depth"]
+    (1.5, {})
+    >>> {gid: e["widths"] for gid, e in out["groups"].items()}
+    {'RNN.layer0': [1], 'RNN.layer1': [3]}
     """
     if not depth:
         return table
     latency = LatencyModel(table)
     saved = sum(latency.depth_saving(c.name) for c in depth)
-    return dict(table, base_seconds=latency.base - saved, depth={})
+    groups = dict(table["groups"])
+    # From the last layer of each RNN: the names of the rest stay valid.
+    for cand in ordered_depth(depth):
+        if cand.kind != "rnn_layer":
+            inside = cand.module + "."
+            groups = {
+                g: e for g, e in groups.items() if not g.startswith(inside)
+            }
+            continue
+        prefix = f"{cand.module}.layer"
+        layers = sorted(
+            int(g[len(prefix) :])
+            for g in groups
+            if g.startswith(prefix) and g[len(prefix) :].isdigit()
+        )
+        groups.pop(f"{prefix}{cand.layer}", None)
+        for k in layers:
+            if k > cand.layer:
+                groups[f"{prefix}{k - 1}"] = groups.pop(f"{prefix}{k}")
+    return dict(
+        table, base_seconds=latency.base - saved, groups=groups, depth={}
+    )
 
 
 def ordered_depth(candidates):

@@ -105,7 +105,8 @@ class Selector:
         :func:`~speechbrain_prune.costs.latency.table_widths`, lets the
         selection land on the fast side with exact measured costs instead
         of a line interpolated across the step). Groups without a curve in
-        the table keep their width then.
+        the table keep their width then. A selector without a latency
+        table (a template for a Pruner's stages) refuses it when selecting.
     protect : list of str
         ``fnmatch`` patterns; a group whose id or any member module matches
         is left untouched (a protected module keeps all its shapes). Each
@@ -153,6 +154,8 @@ class Selector:
         require_one_of("target_type", target_type, TARGET_TYPES)
         require_one_of("normalization", normalization, NORMALIZATIONS)
         require_one_of("mode", mode, MODES)
+        #: Whether ``cost`` was given (not derived from ``target_type``).
+        self.cost_given = cost is not None
         cost = cost or (target_type if target_type in COSTS else "macs")
         require_one_of("cost", cost, COSTS)
         if target_type == "layer_ratio":
@@ -166,7 +169,12 @@ class Selector:
             "min_keep_fraction", min_keep_fraction, low_inclusive=True
         )
         if round_to == "table":
-            if "latency" not in (target_type, cost):
+            # Without a latency target or cost, a template of options (a
+            # Pruner's stages bring the table): checked when selecting.
+            if latency_table is not None and "latency" not in (
+                target_type,
+                cost,
+            ):
                 raise SelectionError(
                     "`round_to: table` keeps the widths of the latency "
                     "table: it needs a latency target or cost"
@@ -266,10 +274,17 @@ class Selector:
 
     def _table_steps(self, group, floor):
         """Removal counts that leave a width the latency table measured."""
+        if self.latency_table is None:
+            raise SelectionError(
+                "`round_to: table` keeps the widths of the latency table: "
+                "it needs a latency target or cost and its `latency_table`"
+            )
         latency = self._latency_model()
         if group.id not in latency.curves:
             return []
-        floor = max(floor, math.ceil(self.min_keep_fraction * group.size))
+        # As removal_steps: 0.07 * 100 is 7.000000000000001 in floats.
+        least = math.ceil(self.min_keep_fraction * group.size - 1e-9)
+        floor = max(floor, least)
         widths = [
             w for w in latency.widths(group.id) if floor <= w < group.size
         ]

@@ -16,8 +16,11 @@ each such stage, on the device it states:
 
 Everything measured is written to ``latency_<conditions>_stage<k>.json``
 in the save folder before the surgery, so a run resumed after a kill makes
-the same decision without timing again, and under DDP only the main
-process times while every rank reads the same file.
+the same decision without timing again. Under DDP only the main process
+times: it measures the table, which every rank then reads from that file,
+and while every rank runs the selection in step (scores and losses are
+averaged over the ranks), it times each candidate and sends the result to
+the others.
 
 Authors
  * speechbrain-prune team 2026
@@ -68,21 +71,37 @@ class LatencyStage:
         self.memory = {}  # the cache without a folder
         self._dense_on_device = None  # copied when first timed
 
-    def path(self, index):
+    def path(self, index, rerun=0):
         """The cache file of stage ``index`` (``"dense"``: of the unpruned
         model, measured before training when stage 1 counts another
-        measure)."""
+        measure).
+
+        ``rerun``: how many times the stage was done before (a target
+        raised on resume runs it again, on the model it already pruned:
+        that run measures its own model, in its own file).
+
+        Example
+        -------
+        >>> from speechbrain_prune.costs.setup import LatencySetup
+        >>> stage = LatencyStage(LatencySetup(), None, "save")
+        >>> os.path.basename(stage.path(1))
+        'latency_cpu-2threads-b1-10s-float32_stage2.json'
+        >>> stage.path(1, rerun=1).endswith("_stage2-rerun1.json")
+        True
+        """
         if self.folder is None:
             return None
         which = index if isinstance(index, str) else f"stage{index + 1}"
+        if rerun:
+            which += f"-rerun{rerun}"
         name = f"latency_{self.setup.key}_{which}.json"
         return os.path.join(self.folder, name)
 
-    def load(self, index):
+    def load(self, index, rerun=0):
         """What stage ``index`` measured before, or ``{}``."""
-        path = self.path(index)
+        path = self.path(index, rerun)
         if path is None:
-            return dict(self.memory.get(index, {}))
+            return dict(self.memory.get(_key(index, rerun), {}))
         if not os.path.exists(path):
             return {}
         try:
@@ -92,11 +111,13 @@ class LatencyStage:
             logger.warning(f"Unreadable latency cache {path}: timed again")
             return {}
 
-    def save(self, index, cache):
-        path = self.path(index)
+    def save(self, index, cache, rerun=0):
+        path = self.path(index, rerun)
         if path is None:
-            self.memory[index] = dict(cache)
+            self.memory[_key(index, rerun)] = dict(cache)
             return
+        if not sb.utils.distributed.if_main_process():
+            return  # every rank holds the same; the main one writes it
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(cache, f, indent=1)
@@ -117,8 +138,26 @@ class LatencyStage:
             measure=s.timer,
         )
 
-    def measure(self, index, root, groups, run):
-        """Current ratio and latency table of ``root`` (cached per stage).
+    def _check(self, root, choice, run, goal):
+        """The end-to-end ratio of ``root`` with ``choice`` applied: timed
+        on the main process, the same number on every rank (the selection
+        runs on every rank in step: its scores and losses are averaged
+        over the ranks)."""
+        measured = None
+        if sb.utils.distributed.if_main_process():
+            candidate = copy_module(root).to(self.setup.device)
+            choice.apply(candidate)
+            with self.setup.timing():
+                measured = self._timed(candidate, run)
+                if measured <= goal + self.tolerance:
+                    # Accept on a second, longer timing only: a lucky
+                    # round must not decide.
+                    measured = self._timed(candidate, run, rounds=2)
+        return sb.utils.distributed.ddp_broadcast(measured)
+
+    def measure(self, index, root, groups, run, rerun=0):
+        """Current ratio and latency table of ``root`` (cached per stage
+        and run of the stage).
 
         Arguments
         ---------
@@ -130,8 +169,10 @@ class LatencyStage:
             Their groups.
         run : callable
             The timed forward, ``setup.runner(...)``.
+        rerun : int
+            Times the stage was done before (see :meth:`path`).
         """
-        cache = self.load(index)
+        cache = self.load(index, rerun)
         if "table" in cache:
             return cache
         device_root = root.to(self.setup.device)
@@ -152,10 +193,10 @@ class LatencyStage:
             )
         table["conditions"] = self.setup.describe()
         cache = {"current_ratio": current, "table": table}
-        self.save(index, cache)
+        self.save(index, cache, rerun)
         return cache
 
-    def choose(self, index, root, groups, run, select, target):
+    def choose(self, index, root, groups, run, select, target, rerun=0):
         """What to remove so that the latency ratio falls to ``1 - target``.
 
         Arguments
@@ -174,6 +215,8 @@ class LatencyStage:
             table (channels, and whole layers where the pruner allows).
         target : float
             Cumulative fraction of the unpruned latency to remove.
+        rerun : int
+            Times the stage was done before (see :meth:`path`).
 
         Returns
         -------
@@ -192,15 +235,21 @@ class LatencyStage:
         them, or a layer more. A candidate that meets the goal is timed
         once more, with twice the rounds, before it is accepted.
         """
-        cache = self.measure(index, root, groups, run)
+        cache = self.measure(index, root, groups, run, rerun)
+        if cache.get("target", target) != target:
+            # Decided for another target (changed on resume before the
+            # surgery): the measured model is this one, the decision not.
+            cache = {k: cache[k] for k in ("current_ratio", "table")}
+        cache["target"] = target
         goal = 1.0 - target
         current = cache["current_ratio"]
         if current <= goal:
             cache.setdefault("fraction", 0.0)
             cache.setdefault("measured_ratio", current)
-            self.save(index, cache)
+            self.save(index, cache, rerun)
             return PruningChoice(), cache
         if "fraction" in cache:  # decided before a restart
+            self.save(index, cache, rerun)  # for this target (older: none)
             table = cache.get("selection_table", cache["table"])
             return select(cache["fraction"], table), cache
         fraction = min(1.0 - goal / current, 0.999)
@@ -217,14 +266,8 @@ class LatencyStage:
                     "more than the previous try"
                 )
                 break
-            candidate = copy_module(root).to(self.setup.device)
-            choice.apply(candidate)
-            with self.setup.timing():
-                measured = self._timed(candidate, run)
-                if measured <= goal + self.tolerance:
-                    # Accept on a second, longer timing only: a lucky
-                    # round must not decide.
-                    measured = self._timed(candidate, run, rounds=2)
+            last = choice
+            measured = self._check(root, choice, run, goal)
             logger.info(
                 f"Latency stage {index + 1}, try {attempt + 1}: "
                 f"{choice.describe()}, measured x{measured:.3f} of "
@@ -246,11 +289,22 @@ class LatencyStage:
                 "against width)"
             )
         choice, fraction, table, measured = chosen
+        if choice is not last:
+            # An earlier try won: select it again, so that what the
+            # selection reports (the mixes it ranked) is the chosen one's.
+            choice = select(fraction, table)
         cache["fraction"] = fraction
         cache["selection_table"] = table
         cache["measured_ratio"] = measured
-        self.save(index, cache)
+        self.save(index, cache, rerun)
         return choice, cache
+
+
+def _key(index, rerun):
+    """The in-memory cache key: the stage's index for its first run (as
+    callers seeding ``memory``, the benchmark, expect), with the run
+    after."""
+    return (index, rerun) if rerun else index
 
 
 def _learned(table, choice, current, measured, goal):

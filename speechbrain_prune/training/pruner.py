@@ -47,7 +47,6 @@ from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
 from speechbrain_prune.scorers import Scorer, brain_loss_fn, get_scorer
 from speechbrain_prune.selection import SelectionError, Selector
-from speechbrain_prune.selection.constraints import COSTS
 from speechbrain_prune.selection.joint import (
     PruningChoice,
     allowed_depth_candidates,
@@ -149,8 +148,9 @@ class Pruner:
     at hidden sizes of 192 and below, and odd widths run slower
     (BENCHMARKS.md). A latency table measures every group at the
     ``LatencySetup``'s ``fractions`` (multiples of 8 for groups of 64
-    channels or more) and on both sides of its ``width_steps`` (192 and
-    193 by default); ``selection: {round_to: table}`` restricts the kept
+    channels or more), and RNN layers on both sides of its
+    ``width_steps`` (192 and 193 by default on CUDA, none on the CPU);
+    ``selection: {round_to: table}`` restricts the kept
     widths of a latency stage to those measured widths, so the selection
     counts measured times instead of interpolating across a step. Stages
     of other measures keep every width then.
@@ -212,8 +212,9 @@ class Pruner:
         )
         if isinstance(selection, Selector):
             # The stages set the target; the selector gives the options.
+            given = getattr(selection, "cost_given", True)
             selection = selection.options()
-            if selection["cost"] == _default_cost(selection["target_type"]):
+            if not given:
                 # Not chosen, derived: stages of other measures rank by
                 # their own.
                 del selection["cost"]
@@ -254,10 +255,14 @@ class Pruner:
         self.brain = brain
         self._check_compiled(brain)
         self._check_patterns(brain.modules)
-        if "latency" in self.measures:
+        pruned = bool(self.done or len(self.plan))
+        keep = pruned and self._dense is not None
+        if "latency" in self.measures and not keep:
             # Built from the YAML, before any checkpoint resizes it: the
             # unpruned architecture that latency ratios are timed against,
-            # also when earlier stages count other measures.
+            # also when earlier stages count other measures. Attached
+            # again after stages were done, the model is pruned: the
+            # reference kept from the first attach stays.
             self._dense = dense_architecture(brain.modules)
         checkpointer = checkpointer or brain.checkpointer
         if checkpointer is not None:
@@ -724,35 +729,39 @@ class Pruner:
         batch = self.latency.batch_from(dataset[0], collate)
         return self.latency.runner(self.brain, batch)
 
+    def _rerun(self, index):
+        """How many times stage ``index`` was done before (the history is
+        the checkpoint's: the same on every rank). A stage run again (its
+        target raised on resume) prunes the model its earlier run left:
+        its latency is measured anew, not read from that run's cache."""
+        if isinstance(index, str):
+            return 0
+        return sum(1 for r in self.history if r["stage"] == index)
+
     def _latency_cache(self, index, scratch, groups, train_set):
         """Stage ``index``'s current ratio and table (timed on the main
         process only, then read from the save folder by every rank)."""
         stage = self._latency_stage()
         run = self._latency_run(train_set)
+        rerun = self._rerun(index)
+        args = [index, copy_module(scratch), groups, run, rerun]
         if stage.folder is None:
-            return stage.measure(index, copy_module(scratch), groups, run)
-        sb.utils.distributed.run_on_main(
-            stage.measure, args=[index, copy_module(scratch), groups, run]
-        )
-        return stage.load(index)
+            return stage.measure(*args)
+        sb.utils.distributed.run_on_main(stage.measure, args=args)
+        return stage.load(index, rerun)
 
     def _latency_choice(self, index, scratch, groups, train_set, select, t):
         """Removals meeting latency target ``t``, checked end to end."""
         stage = self._latency_stage()
         run = self._latency_run(train_set)
-        if stage.folder is None:
-            return stage.choose(
-                index, copy_module(scratch), groups, run, select, t
-            )
-        sb.utils.distributed.run_on_main(
-            stage.choose,
-            args=[index, copy_module(scratch), groups, run, select, t],
-        )
-        cache = stage.load(index)
-        if not cache.get("fraction"):
-            return PruningChoice(), cache
-        table = cache.get("selection_table", cache["table"])
-        return select(cache["fraction"], table), cache
+        rerun = self._rerun(index)
+        args = [index, copy_module(scratch), groups, run, select, t, rerun]
+        # On every rank: the selection's scores and losses are averaged
+        # over the ranks (collectives), so it cannot run on one alone;
+        # the main process times the candidates and shares the results.
+        choice, cache = stage.choose(*args)
+        sb.utils.distributed.ddp_barrier()  # the cache file is written
+        return choice, cache
 
     # Pieces -------------------------------------------------------------
     def _runner(self, batch):
@@ -1113,11 +1122,6 @@ class _Swapped:
     def __exit__(self, *exc):
         self.brain.modules = self.live
         return False
-
-
-def _default_cost(target_type):
-    """What a Selector ranks by when its ``cost`` is not given."""
-    return target_type if target_type in COSTS else "macs"
 
 
 def _set_rng(state):

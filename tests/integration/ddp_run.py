@@ -1,11 +1,14 @@
 """Launched by torchrun: runs the CTC recipe with a pruning stage on this
 rank and writes what the rank ended with (``OUT/rank<r>.pt``).
 
-``torchrun --nproc_per_node=2 ddp_run.py OUT DATA EPOCHS [BACKEND] [DEVICE]``
-with BACKEND ``gloo`` (default; CPU, as test_ddp.py runs it) or ``nccl``,
-and DEVICE ``cpu`` (default) or ``cuda`` (each rank takes
-``cuda:<LOCAL_RANK>``). On CUDA the recipe keeps its DNN block, whose
-BatchNorm SpeechBrain turns into SyncBatchNorm under DDP.
+``torchrun --nproc_per_node=2 ddp_run.py OUT DATA EPOCHS [BACKEND] [DEVICE]
+[MEASURE]`` with BACKEND ``gloo`` (default; CPU, as test_ddp.py runs it)
+or ``nccl``, DEVICE ``cpu`` (default) or ``cuda`` (each rank takes
+``cuda:<LOCAL_RANK>``) and MEASURE the recipe's ``prune_measure``
+(``params`` by default; ``latency`` is timed on a simulated device, one
+microsecond per parameter, so that the ranks' decision is deterministic).
+On CUDA the recipe keeps its DNN block, whose BatchNorm SpeechBrain turns
+into SyncBatchNorm under DDP.
 """
 
 import os
@@ -17,7 +20,12 @@ import torch
 from recipe_runner import TINY_CORPUS, build, fit, tiny_overrides
 
 
-def main(out, data, epochs, backend="gloo", device="cpu"):
+def simulated_seconds(model, run, repeats, warmup):
+    """A deterministic device: one microsecond per parameter."""
+    return 1e-6 * sum(p.numel() for p in model.parameters())
+
+
+def main(out, data, epochs, backend="gloo", device="cpu", measure="params"):
     if device == "cuda":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     run_opts = {"distributed_backend": backend, "device": device}
@@ -27,6 +35,7 @@ def main(out, data, epochs, backend="gloo", device="cpu"):
         "prune_start_epoch": 2,
         "prune_target": 0.4,
         "number_of_epochs": int(epochs),
+        "prune_measure": measure,
     }
     if device == "cpu":
         # SpeechBrain turns BatchNorm into SyncBatchNorm under DDP, which
@@ -37,6 +46,10 @@ def main(out, data, epochs, backend="gloo", device="cpu"):
     brain, hparams, datasets = build(
         "CTC", "train_pruned.yaml", overrides, run_opts
     )
+    if measure == "latency":
+        setup = hparams["pruner"].latency
+        setup.seconds, setup.repeats, setup.warmup, setup.rounds = 0.3, 1, 0, 1
+        setup.timer = simulated_seconds
     first = hparams["epoch_counter"].current
     start = time.time()
     fit(brain, hparams, datasets)

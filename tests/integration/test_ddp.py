@@ -20,7 +20,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def torchrun(out, data, epochs):
+def torchrun(out, data, epochs, *extra):
     cmd = [
         sys.executable,
         "-m",
@@ -31,8 +31,15 @@ def torchrun(out, data, epochs):
         str(out),
         str(data),
         str(epochs),
+        *extra,
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=HERE)
+    # This checkout's package, not whichever one is installed.
+    root = os.path.dirname(os.path.dirname(HERE))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([HERE, root]),
+    )
     res = subprocess.run(
         cmd,
         capture_output=True,
@@ -78,3 +85,20 @@ def test_ddp_ranks_prune_identically_and_resume(tmp_path):
     for k, v in r0["state"].items():
         assert r0b["state"][k].shape == v.shape, k
     shutil.rmtree(out / "save")
+
+
+@pytest.mark.skipif(
+    not torch.distributed.is_gloo_available(),
+    reason="torch.distributed has no gloo backend here",
+)
+def test_ddp_latency_stage_ranks_agree(tmp_path):
+    """A latency stage under DDP: the main process times, every rank
+    selects in step (the selection averages scores and losses over the
+    ranks: run on the main process alone it waited for the others
+    forever), and the ranks end with the same pruned model."""
+    out, data = tmp_path / "out", tmp_path / "data"
+    out.mkdir()
+    r0, r1 = torchrun(out, data, 3, "gloo", "cpu", "latency")
+    assert_ranks_agree(r0, r1)
+    assert len(r0["plan"]["steps"]) == 1
+    assert r0["epoch"] == 3

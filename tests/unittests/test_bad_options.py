@@ -419,7 +419,9 @@ ROWS = [
     ),
     (
         "selector round_to table without a latency table",
-        lambda: Selector(target_type="params", round_to="table"),
+        lambda: Selector(target_type="params", round_to="table").check(
+            make_crdnn(), discover_groups(make_crdnn(), X)
+        ),
         SelectionError,
         "round_to: table",
     ),

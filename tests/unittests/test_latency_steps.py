@@ -109,5 +109,105 @@ def test_round_to_table_keeps_only_measured_widths():
         target=0.1, target_type="latency", latency_table=table, round_to="table"
     )
     assert len(fewer.candidates(model, groups)) == len(cands) - 1
+    # Without a table: a template (a Pruner's stages bring theirs); it
+    # refuses to select.
     with pytest.raises(SelectionError, match="round_to"):
-        Selector(target_type="macs", round_to="table")
+        Selector(target_type="macs", round_to="table").candidates(model, groups)
+    with pytest.raises(SelectionError, match="round_to"):
+        Selector(target_type="macs", round_to="table", latency_table=table)
+
+
+def test_round_to_table_after_a_layer_goes_keeps_each_layers_widths():
+    """Layers of one RNN at different widths (an earlier stage pruned two
+    of them): once layer 1 goes, layer 2 is called layer 1, and the widths
+    it may keep are those measured for it, not for the layer removed."""
+    from speechbrain_prune.costs import count_params
+    from speechbrain_prune.graph.depth import DepthCandidate
+    from speechbrain_prune.selection.joint import table_without
+
+    model = build_crdnn(rnn="lstm", rnn_layers=3, rnn_neurons=UNITS)
+    groups = discover_groups(model, X)
+    apply_removals(
+        model,
+        groups,
+        {f"RNN.layer{k}": list(range(UNITS // 2, UNITS)) for k in (0, 1)},
+    )
+    groups = discover_groups(model, X)
+    assert [groups[f"RNN.layer{k}"].size for k in range(3)] == [16, 16, 32]
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        measure=lambda m, run, r, w: 1e-6 * count_params(m),
+    )
+    cand = DepthCandidate("rnn_layer", "RNN", 1)
+    cand.apply(model)
+    sub = table_without(table, [cand])
+    assert sub["groups"]["RNN.layer1"] == table["groups"]["RNN.layer2"]
+    assert sub["groups"]["RNN.layer0"] == table["groups"]["RNN.layer0"]
+    assert "RNN.layer2" not in sub["groups"]
+    groups = discover_groups(model, X)
+    selector = Selector(
+        target=0.1, target_type="latency", latency_table=sub, round_to="table"
+    )
+    kept = [32 - c for c in selector.candidates(model, groups)["RNN.layer1"]]
+    assert sorted(kept) == table["groups"]["RNN.layer2"]["widths"][:-1]
+
+
+def test_round_to_table_keeps_a_measured_width_at_the_floor():
+    """``min_keep_fraction * size`` a hair above a whole number (0.07 x
+    100 is 7.000000000000001 in floats) still lets a group keep that
+    width, as ``removal_steps`` does."""
+    from types import SimpleNamespace
+
+    from speechbrain_prune.selection.constraints import removal_steps
+
+    table = {
+        "base_seconds": 1.0,
+        "groups": {"g": {"widths": [7, 50, 100], "seconds": [0.1, 0.5, 1]}},
+    }
+    selector = Selector(
+        target=0.1,
+        target_type="latency",
+        latency_table=table,
+        round_to="table",
+        min_keep_fraction=0.07,
+    )
+    group = SimpleNamespace(id="g", size=100)
+    assert 100 - 7 in removal_steps(100, 1, 0.07, 1)
+    assert selector._table_steps(group, 1) == [50, 93]
+
+
+def test_steps_are_measured_for_rnn_layers_only():
+    """The step is cuDNN's RNN kernel switch: conv channels and dense
+    neurons are not measured there (a stock CRDNN's table would time 6
+    more models for nothing, each at an odd width)."""
+    model = build_crdnn(
+        rnn="lstm", rnn_layers=1, rnn_neurons=UNITS, cnn_channels=[16, 32]
+    )
+    groups = discover_groups(model, X)
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        depth=False,
+        measure=step_seconds,
+        steps=(STEP,),
+    )
+    for g in groups.prunable():
+        widths = table["groups"][g.id]["widths"]
+        on_step = {STEP, STEP + 1} <= set(widths)
+        assert on_step == (g.kind == "rnn"), (g.id, g.kind, widths)
+
+
+def test_the_default_steps_are_cudnns_only_on_cuda():
+    """cuDNN's kernel switch does not exist on the CPU: no step there by
+    default (each is two more timed models per RNN layer)."""
+    from speechbrain_prune.costs.setup import LatencySetup
+
+    assert LatencySetup().width_steps == ()
+    assert LatencySetup(device="cuda").width_steps == (192,)
+    assert LatencySetup(width_steps=[100]).width_steps == (100,)
+    assert LatencySetup(device="cuda", width_steps=[]).width_steps == ()

@@ -265,3 +265,146 @@ def test_a_stage_counting_another_measure_on_resume_runs_again(
     assert (last["stage"], last["epoch"], last["measure"]) == (1, 4, "macs")
     assert last["macs_after"] <= 0.4 * last["base_macs"]
     assert [r["stage"] for r in pruner.history].count(0) == 1
+
+
+def test_a_latency_stage_run_again_times_the_model_it_prunes(
+    uninterrupted, tmp_path
+):
+    """A raised latency target runs stage 2 again on the model it already
+    pruned: it must time and select on that model, not reuse the first
+    run's cache (its ratio, table and fraction were of the model before
+    the stage), or the target is met by accident or missed silently."""
+    import shutil
+
+    folder, _, done, _ = uninterrupted
+    shutil.copytree(folder, tmp_path / "run")
+    brain, hparams, data = build_mixed(
+        tmp_path / "run", latency_target=0.7, epochs=4
+    )
+    fit(brain, hparams, data)
+    pruner = hparams["pruner"]
+    first, again = pruner.history[-2:]
+    assert (first["stage"], again["stage"]) == (1, 1)
+    # Timed on the model the first run left.
+    assert again["latency"]["before"] == pytest.approx(
+        first["latency"]["after"]
+    )
+    # What the record says is what the model runs at, and it meets 70 %.
+    live = pruner.brain.modules
+    ratio = simulated_seconds(live, None, 1, 0) / simulated_seconds(
+        pruner._dense, None, 1, 0
+    )
+    assert again["latency"]["after"] == pytest.approx(ratio)
+    assert ratio <= 0.3 + 0.02
+
+
+def test_a_cached_decision_is_kept_only_for_its_own_target():
+    """Killed after the choice was cached, before the surgery, then
+    resumed with another target: the same model is measured (the table
+    is reused) but the choice is made again for the new target."""
+    from speechbrain_prune.costs.setup import LatencySetup
+    from speechbrain_prune.selection.joint import PruningChoice
+    from speechbrain_prune.training.latency_stage import LatencyStage
+
+    setup = LatencySetup(repeats=1, warmup=0, rounds=1, timer=lambda *a: 1.0)
+    stage = LatencyStage(setup, torch.nn.Linear(2, 2))
+    asked = []
+
+    def select(fraction, table):
+        asked.append(round(fraction, 6))
+        return PruningChoice()
+
+    net = torch.nn.Linear(2, 2)
+    table = {"base_seconds": 1.0, "groups": {}, "depth": {}}
+    stage.save(0, {"current_ratio": 1.0, "table": table, "fraction": 0.3})
+    stage.choose(0, net, {}, None, select, 0.3)  # an older cache: kept
+    assert asked == [0.3]
+    stage.choose(0, net, {}, None, select, 0.5)
+    assert asked[-1] == 0.5
+    assert stage.load(0)["target"] == 0.5
+
+
+def test_attached_again_the_pruner_keeps_the_unpruned_reference(tmp_path):
+    """Detached after the parameters stage and attached again ("attach
+    again to go on"), the pruner must still time latency against the
+    unpruned architecture, not the model the parameters stage left."""
+    brain, hparams, data = build_mixed(tmp_path)
+    pruner = hparams["pruner"]
+    assert pruner._dense["model"].RNN.rnn.hidden_size == 8
+    # The parameters stage done: a stage in the history, a narrower RNN
+    # (its width is all the simulated device looks at).
+    pruner.done.append(0)
+    brain.modules["model"].RNN.rnn.hidden_size = 5
+    pruner.detach()
+    pruner.attach(brain)
+    assert pruner._dense["model"].RNN.rnn.hidden_size == 8
+
+
+def test_a_selector_from_yaml_keeps_the_cost_it_was_given():
+    """``selection: !new:...Selector``: a ``cost`` the YAML left out is
+    derived (each stage ranks by its own measure), one it names holds for
+    every stage, also when it equals the selector's own target_type."""
+    from speechbrain_prune import LatencySetup, Pruner
+    from speechbrain_prune.selection import Selector
+
+    stages = [
+        {"epoch": 2, "target": 0.3, "target_type": "params"},
+        {"epoch": 3, "target": 0.4, "target_type": "latency"},
+    ]
+
+    def pruner(selector):
+        return Pruner(
+            "magnitude",
+            stages=stages,
+            selection=selector,
+            latency=LatencySetup(),
+        )
+
+    derived = pruner(Selector(target_type="params"))
+    assert "cost" not in derived.selection
+    assert (
+        derived._selector(
+            0.4, {"base_seconds": 1.0, "groups": {}}, "latency"
+        ).cost
+        == "latency"
+    )
+    named = pruner(Selector(target_type="params", cost="params"))
+    assert named.selection["cost"] == "params"
+    assert (
+        named._selector(
+            0.4, {"base_seconds": 1.0, "groups": {}}, "latency"
+        ).cost
+        == "params"
+    )
+
+
+def test_round_to_table_from_a_yaml_selector(tmp_path):
+    """``selection: !new:...Selector`` with ``round_to: table`` in a run
+    whose latency stage follows a parameters stage: the selector is a
+    template (no table of its own), the latency stage keeps measured
+    widths as with the dict form."""
+    text = MIXED.replace(
+        """    selection:
+        target_type: macs
+        min_keep_fraction: 0.2
+""",
+        """    selection: !new:speechbrain_prune.selection.Selector
+        target_type: macs
+        min_keep_fraction: 0.2
+        round_to: table
+""",
+    )
+    overrides = {"number_of_epochs": 3, "prune_target": 0.4}
+    brain, hparams, data = build(tmp_path, overrides, pruner=text)
+    pruner = hparams["pruner"]
+    assert pruner.selection["round_to"] == "table"
+    pruner.latency.timer = simulated_seconds
+    fit(brain, hparams, data)
+    second = pruner.history[-1]
+    table = json.loads(
+        (
+            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+        ).read_text()
+    )["table"]["groups"]
+    for gid, kept, total in second["groups"]:
+        assert kept == total or kept in table[gid]["widths"], (gid, kept)
