@@ -7,8 +7,11 @@ intra-op alike), batch 1, ``--seconds`` of audio (100 frames a second,
 outputs; ``--rnn`` picks LSTM, GRU or LiGRU) with random weights and its
 randomly width-pruned copies whose parameter counts are ``--targets`` x
 the dense one (one seeded random fraction of every prunable group, found
-by bisection). Latency does not depend on the
-weights' values, only on the shapes that remain.
+by bisection), and, with ``--latency-targets``, copies pruned the same
+way whose PyTorch eager latency is that ratio of the dense one (the
+fraction found by bisection on the latency ratio measured side by side:
+:func:`prune_to_latency`). Latency does not depend on the weights'
+values, only on the shapes that remain.
 
 Each model runs in: PyTorch eager fp32, PyTorch int8
 (``torch.ao.quantization.quantize_dynamic`` of Linear/LSTM/GRU), ONNX
@@ -30,6 +33,7 @@ too), ``.csv`` and ``.png``.
 Example
 -------
 ``python benchmarks/deploy_latency.py --rnn lstm --repeats 10``
+``python benchmarks/deploy_latency.py --targets --latency-targets 0.7 0.5``
 ``python benchmarks/deploy_latency.py --quick`` (tiny models, seconds)
 
 Authors
@@ -49,6 +53,7 @@ import time
 import torch
 
 from speechbrain_prune.costs import count_params
+from speechbrain_prune.costs.latency import latency_ratio
 from speechbrain_prune.deploy import CTCRecognizer, GlobalNorm
 from speechbrain_prune.deploy.onnx_export import (
     INPUT,
@@ -77,6 +82,7 @@ FIELDS = [
     "size_bytes",
     "max_abs_err",
     "argmax_agree",
+    "selection_latency_ratio",
 ]
 
 
@@ -149,9 +155,52 @@ def prune_to_params(rec, target, seed=0, steps=20):
             break
         lo, hi = (f, hi) if ratio > target else (lo, f)
     pruned, f, ratio = best
+    return _recognizer(rec, pruned), f, ratio
+
+
+def _recognizer(rec, pruned):
+    """A recogniser of ``pruned`` modules with ``rec``'s normalisation."""
     norm = copy.deepcopy(rec.normalize)
-    out = CTCRecognizer(pruned["model"], pruned["output"], norm).eval()
-    return out, f, ratio
+    return CTCRecognizer(pruned["model"], pruned["output"], norm).eval()
+
+
+def prune_to_latency(rec, target, x, seed=0, steps=6, tol=0.03, rounds=3):
+    """A copy of ``rec`` whose PyTorch eager latency on ``x`` is ``target``
+    x its own, measured (current thread count).
+
+    The same seeded random width pruning as :func:`prune_to_params`, with
+    the fraction found by bisection on the latency ratio measured side by
+    side (:func:`~speechbrain_prune.costs.latency.latency_ratio`:
+    ``rounds`` alternating pairs of one timed pass each, median), until it
+    is within ``tol`` of ``target``. On a loaded machine one measurement
+    can be far off, so the bisection may settle on a fraction whose true
+    ratio misses the target: the benchmark's table re-measures every
+    model. Returns ``(pruned, fraction removed of every group, measured
+    latency ratio)``.
+
+    Example
+    -------
+    >>> rec = build_dense("lstm", quick=True)
+    >>> x = torch.rand(1, 50, N_MELS)
+    >>> small, f, ratio = prune_to_latency(rec, 0.6, x, steps=2, rounds=1)
+    >>> count_params(small) < count_params(rec), 0 < f < 1
+    (True, True)
+    """
+    modules = torch.nn.ModuleDict({"model": rec.model, "output": rec.output})
+    probe = torch.rand(1, 40, N_MELS)
+    groups = discover_groups(modules, lambda m: m["output"](m["model"](probe)))
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(steps):
+        f = (lo + hi) / 2
+        cand = _recognizer(rec, prune_width(modules, groups, f, seed))
+        ratio = latency_ratio(rec, cand, x, 1, warmup=1, rounds=rounds)
+        log(f"latency x{target}: fraction {f:.3f} -> x{ratio:.3f}")
+        if best is None or abs(ratio - target) < abs(best[2] - target):
+            best = (cand, f, ratio)
+        if abs(ratio - target) < tol:
+            break
+        lo, hi = (f, hi) if ratio > target else (lo, f)
+    return best
 
 
 def runtimes(rec, folder, name, threads, conv_int8=True):
@@ -218,18 +267,24 @@ def measure(args):
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     dense = build_dense(args.rnn, args.quick)
-    models = [("dense", dense, 1.0)]
+    models = [("dense", dense, 1.0, "")]
     for t in args.targets:
         pruned, f, ratio = prune_to_params(dense, t)
         log(f"pruned x{t}: fraction {f:.3f}, params x{ratio:.3f}")
-        models.append((f"pruned x{t:.2f} params", pruned, ratio))
+        models.append((f"pruned x{t:.2f} params", pruned, ratio, ""))
     frames = int(args.seconds * 100)
     x = torch.randn(
         1, frames, N_MELS, generator=torch.Generator().manual_seed(1)
     )
+    for t in args.latency_targets:
+        pruned, f, lat = prune_to_latency(dense, t, x)
+        ratio = count_params(pruned) / count_params(dense)
+        log(f"pruned latency x{t}: fraction {f:.3f}, latency x{lat:.3f}")
+        name = f"pruned x{t:.2f} latency"
+        models.append((name, pruned, ratio, round(lat, 3)))
     cells = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, rec, ratio) in enumerate(models):
+        for i, (name, rec, ratio, lat) in enumerate(models):
             log(f"exporting and quantizing {name}")
             for rt, (run, size) in runtimes(
                 rec, tmp, f"m{i}", args.threads, not args.no_conv_int8
@@ -239,6 +294,7 @@ def measure(args):
                         model=name,
                         rec=rec,
                         ratio=ratio,
+                        lat=lat,
                         runtime=rt,
                         run=run,
                         size=size,
@@ -273,6 +329,7 @@ def measure(args):
                 "size_bytes": c["size"],
                 "max_abs_err": float(f"{c['err']:.2e}"),
                 "argmax_agree": round(c["agree"], 4),
+                "selection_latency_ratio": c["lat"],
                 "rounds": len(t),
             }
         )
@@ -349,6 +406,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rnn", choices=["lstm", "gru", "ligru"], default="lstm")
     p.add_argument("--targets", type=float, nargs="*", default=[0.7, 0.5])
+    p.add_argument(
+        "--latency-targets",
+        type=float,
+        nargs="*",
+        default=[],
+        help="PyTorch eager latency ratios to prune to (measured)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=10)
@@ -356,6 +420,7 @@ def main(argv=None):
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--no-conv-int8", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny models")
+    p.add_argument("--tag", default="", help="added to the files' stem")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
     load = os.getloadavg()[0]
@@ -373,6 +438,7 @@ def main(argv=None):
         f"{os.getloadavg()[0]:.1f} at the end; {time.time() - t0:.0f} s"
     )
     stem = f"deploy_latency_{args.rnn}" + ("_quick" if args.quick else "")
+    stem += f"_{args.tag}" if args.tag else ""
     os.makedirs(args.out, exist_ok=True)
     title = f"CRDNN ({args.rnn.upper()}), CPU: {env}"
     text = format_table(rows, title)
