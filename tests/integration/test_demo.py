@@ -175,3 +175,10 @@ def test_bad_target_is_refused_before_training(tmp_path):
     with pytest.raises(SystemExit):
         demo(["--out", str(tmp_path), "--targets", "1.5"])
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--jobs", "--timing-threads"])
+def test_no_threads_is_refused_before_training(tmp_path, option):
+    with pytest.raises(SystemExit):
+        demo(["--out", str(tmp_path), option, "0"])
+    assert not os.listdir(tmp_path)
