@@ -52,6 +52,15 @@ def test_tables_and_plot_are_written(demo_run):
     assert rows[0]["latency ratio"] == 1.0
     for r in rows:
         assert r["latency ms"] > 0 and math.isfinite(r["latency ratio"])
+    phases = dict(
+        line.split("\t")
+        for line in (out / "phases.txt").read_text().split("\n")
+        if line
+    )
+    assert list(phases)[-1] == "total" and len(phases) == 5
+    seconds = {k: float(v.removesuffix(" s")) for k, v in phases.items()}
+    total = seconds.pop("total")
+    assert total == pytest.approx(sum(seconds.values()), abs=3)  # rounded
 
 
 def _forward_trained(hparams, wav):
@@ -174,4 +183,11 @@ def test_recipe_files_ship_with_the_package():
 def test_bad_target_is_refused_before_training(tmp_path):
     with pytest.raises(SystemExit):
         demo(["--out", str(tmp_path), "--targets", "1.5"])
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--jobs", "--timing-threads"])
+def test_no_threads_is_refused_before_training(tmp_path, option):
+    with pytest.raises(SystemExit):
+        demo(["--out", str(tmp_path), option, "0"])
     assert not os.listdir(tmp_path)
