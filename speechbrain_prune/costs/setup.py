@@ -61,10 +61,12 @@ class LatencySetup:
         Widths of each group the latency table measures, as fractions.
     width_steps : sequence of int, optional
         Widths where an RNN layer's latency jumps (cuDNN's LSTM/GRU kernel
-        switch at 192 hidden units): the table measures RNN layers on both
-        sides (192 and 193), and ``selection: {round_to: table}`` may land
-        on the fast one. Default: ``[192]`` on CUDA, none on the CPU
-        (no cuDNN there; each step is two more timed models per layer).
+        switch at 192 hidden units): the table measures torch RNN layers
+        (LSTM, GRU, RNN; not LiGRU) on both sides (192, and 200: the next
+        multiple of 8, as odd widths may be slow themselves), and
+        ``selection: {round_to: table}`` may land on the fast one.
+        Default: ``[192]`` on CUDA, none on the CPU (no cuDNN there; each
+        step is two more timed models per layer).
     timer : callable, optional
         ``timer(model, run, repeats, warmup) -> seconds`` instead of real
         timing (:func:`~speechbrain_prune.costs.latency.measure_latency`):

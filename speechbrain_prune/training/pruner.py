@@ -148,8 +148,8 @@ class Pruner:
     at hidden sizes of 192 and below, and odd widths run slower
     (BENCHMARKS.md). A latency table measures every group at the
     ``LatencySetup``'s ``fractions`` (multiples of 8 for groups of 64
-    channels or more), and RNN layers on both sides of its
-    ``width_steps`` (192 and 193 by default on CUDA, none on the CPU);
+    channels or more), and torch RNN layers (LSTM/GRU) on both sides of
+    its ``width_steps`` (192 and 200 by default on CUDA, none on the CPU);
     ``selection: {round_to: table}`` restricts the kept
     widths of a latency stage to those measured widths, so the selection
     counts measured times instead of interpolating across a step. Stages
