@@ -3,6 +3,7 @@ measured on both sides of the step and ``round_to: table`` land on the
 fast side, where a line interpolated across the step misleads."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -262,3 +263,33 @@ def test_steps_are_measured_for_torch_rnns_only(rnn):
     assert rnn_groups
     for g in rnn_groups:
         assert STEP + 1 not in table["groups"][g.id]["widths"], g.id
+
+
+def test_the_cache_key_holds_the_tables_widths(tmp_path, caplog):
+    """A resumed run with other ``fractions`` or ``width_steps`` measures
+    its own table: they are part of the cache's name. A cache of the
+    older naming (without them) is not read, and the log says why."""
+    import logging
+
+    from speechbrain_prune.costs.setup import LatencySetup
+    from speechbrain_prune.training.latency_stage import LatencyStage
+
+    keys = {
+        LatencySetup().key,
+        LatencySetup(fractions=[0.5]).key,
+        LatencySetup(width_steps=[192]).key,
+        LatencySetup(width_steps=[96]).key,
+    }
+    assert len(keys) == 4
+    assert (
+        LatencySetup(fractions=[0.5, 0.25]).key
+        == LatencySetup(fractions=[0.25, 0.5]).key
+    )
+    setup = LatencySetup()
+    stage = LatencyStage(setup, None, str(tmp_path))
+    old = tmp_path / "latency_cpu-2threads-b1-10s-float32_stage2.json"
+    old.write_text('{"table": {}}')
+    assert os.path.basename(stage.path(1)) != old.name
+    with caplog.at_level(logging.INFO):
+        assert stage.load(1) == {}
+    assert old.name in caplog.text

@@ -91,8 +91,8 @@ def test_each_stage_meets_its_own_measure(uninterrupted):
     # counts parameters), the latency stage's own table at its start.
     names = sorted(p.name for p in folder.glob("latency_*.json"))
     assert names == [
-        "latency_cpu-2threads-b1-1s-float32_dense.json",
-        "latency_cpu-2threads-b1-1s-float32_stage2.json",
+        "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_dense.json",
+        "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_stage2.json",
     ]
     dense_table = json.loads((folder / names[0]).read_text())
     assert dense_table["current_ratio"] == 1.0
@@ -232,7 +232,8 @@ def test_round_to_table_in_a_latency_stage(tmp_path):
     assert second["latency"]["after"] <= 0.6 + 0.02
     cache = json.loads(
         (
-            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+            tmp_path
+            / "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_stage2.json"
         ).read_text()
     )
     table = cache["table"]["groups"]
@@ -403,7 +404,8 @@ def test_round_to_table_from_a_yaml_selector(tmp_path):
     second = pruner.history[-1]
     table = json.loads(
         (
-            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+            tmp_path
+            / "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_stage2.json"
         ).read_text()
     )["table"]["groups"]
     for gid, kept, total in second["groups"]:
