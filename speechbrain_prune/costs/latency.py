@@ -239,6 +239,7 @@ def build_latency_table(
     measure=None,
     progress=False,
     steps=(),
+    widths=None,
 ):
     """Latency of ``root`` with each group alone narrowed, and each layer
     or block alone removed.
@@ -274,6 +275,11 @@ def build_latency_table(
         both sides for the groups of torch RNN layers (see
         :func:`table_widths`, :func:`has_torch_rnn`); LiGRU, conv and
         dense groups take the fractions only.
+    widths : dict, optional
+        ``group id -> widths`` measured for the groups it names, instead
+        of the fractions and steps (e.g. only the narrowest width a
+        selection may keep, all a check of the target needs); ``[]``
+        measures none.
 
     Returns
     -------
@@ -317,16 +323,20 @@ def build_latency_table(
     )
     for group in groups.prunable():
         floor = max(1, getattr(group, "min_size", 1))
-        at = steps if has_torch_rnn(root, group) else ()
-        widths = table_widths(group.size, fractions, floor, at)
+        if widths is not None and group.id in widths:
+            at = sorted({int(w) for w in widths[group.id]})
+            at = [w for w in at if floor <= w < group.size]
+        else:
+            steps_here = steps if has_torch_rnn(root, group) else ()
+            at = table_widths(group.size, fractions, floor, steps_here)
         seconds = []
-        for w in widths:
+        for w in at:
             clone = copy.deepcopy(root)
             g = copy.deepcopy(group)
             apply_removals(clone, {g.id: g}, {g.id: list(range(w, g.size))})
             seconds.append(timed(clone))
         table["groups"][group.id] = {
-            "widths": widths + [group.size],
+            "widths": at + [group.size],
             "seconds": seconds + [base],
         }
         bar.update()

@@ -165,7 +165,7 @@ class LatencyStage:
                     measured = self._timed(candidate, run, rounds=2)
         return sb.utils.distributed.ddp_broadcast(measured)
 
-    def measure(self, index, root, groups, run, rerun=0):
+    def measure(self, index, root, groups, run, rerun=0, widths=None):
         """Current ratio and latency table of ``root`` (cached per stage
         and run of the stage).
 
@@ -181,6 +181,10 @@ class LatencyStage:
             The timed forward, ``setup.runner(...)``.
         rerun : int
             Times the stage was done before (see :meth:`path`).
+        widths : dict, optional
+            ``group id -> widths`` the table measures instead of the
+            setup's (see
+            :func:`~speechbrain_prune.costs.latency.build_latency_table`).
         """
         cache = self.load(index, rerun)
         if "table" in cache:
@@ -198,6 +202,7 @@ class LatencyStage:
                 depth=True,
                 rounds=self.setup.rounds,
                 steps=self.setup.width_steps,
+                widths=widths,
                 measure=self.setup.timer,
                 progress=sb.utils.distributed.if_main_process(),
             )

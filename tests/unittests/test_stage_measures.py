@@ -410,3 +410,19 @@ def test_round_to_table_from_a_yaml_selector(tmp_path):
     )["table"]["groups"]
     for gid, kept, total in second["groups"]:
         assert kept == total or kept in table[gid]["widths"], (gid, kept)
+
+
+def test_the_check_before_training_times_only_the_narrowest_widths(
+    uninterrupted,
+):
+    """Stage 1 counts parameters, so the latency stage's own table is
+    measured later, on the model stage 1 pruned: the dense model's table
+    serves only the check that the target can be reached, and holds only
+    the narrowest width each group may keep (and the layers' removals)."""
+    folder, _, _, _ = uninterrupted
+    key = "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25"
+    dense = json.loads((folder / f"{key}_dense.json").read_text())["table"]
+    for gid, entry in dense["groups"].items():
+        assert len(entry["widths"]) == 2, (gid, entry["widths"])
+    stage = json.loads((folder / f"{key}_stage2.json").read_text())["table"]
+    assert any(len(e["widths"]) > 2 for e in stage["groups"].values())
