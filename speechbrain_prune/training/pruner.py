@@ -369,6 +369,21 @@ class Pruner:
                 "measured, and no stage of this pruner counts latency; "
                 "give a number (8 suits GPUs) or a latency stage"
             )
+        others = [
+            i
+            for i in range(len(self.schedule.stages))
+            if self.measure_of(i) != "latency"
+        ]
+        if self.selection.get("cost") == "latency" and others:
+            i = others[0]
+            raise ValueError(
+                "selection.cost: latency ranks channels by the latency they "
+                "save, which only a latency stage measures (its own table), "
+                f"and stage {i + 1} counts {self.measure_of(i)}: remove "
+                "`cost` (each stage then ranks by what it counts), set it "
+                "to params or macs, or give every stage "
+                "`target_type: latency`"
+            )
         table = {"base_seconds": 1.0, "groups": {}} if self.latency else None
         for m in measures:
             final = self.schedule.targets_of(m, measure)[-1][1]
