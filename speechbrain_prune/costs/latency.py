@@ -40,13 +40,14 @@ from tqdm import tqdm
 
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.graph.depth import depth_candidates
+from speechbrain_prune.graph.group import PRODUCER
 from speechbrain_prune.surgery.prune import apply_removals
 
 DEFAULT_FRACTIONS = (0.75, 0.5, 0.25)
 
 #: Widths at which latency jumps: cuDNN runs LSTM/GRU layers of 192 hidden
 #: units and fewer with another kernel. Tables measured on a CUDA device
-#: measure both sides of each (192 and 193) for RNN layers.
+#: measure both sides of each (192, and 200 above it) for torch RNN layers.
 DEFAULT_WIDTH_STEPS = (192,)
 
 
@@ -68,16 +69,21 @@ def table_widths(size, fractions=DEFAULT_FRACTIONS, floor=1, steps=()):
 
     One per fraction of ``size`` (a multiple of 8 for groups of 64 or more
     channels: odd widths run slower, a table of them would mislead), and
-    both sides ``w`` and ``w + 1`` of every step ``w`` in ``steps``, so
-    that a selection restricted to measured widths (``round_to: table``)
-    sees the step instead of a line across it.
+    both sides of every step ``w`` in ``steps``, so that a selection
+    restricted to measured widths (``round_to: table``) sees the step
+    instead of a line across it: ``w`` and the next width above it,
+    ``w + 1``, or for groups of 64 or more the next multiple of 8 (an odd
+    width may itself be slow, and as curves never decrease with width, a
+    slow probe would raise the times of every wider width).
 
     Example
     -------
     >>> table_widths(8)
     [2, 4, 6]
     >>> table_widths(512, steps=(192,))
-    [128, 192, 193, 256, 384]
+    [128, 192, 200, 256, 384]
+    >>> table_widths(32, steps=(12,))
+    [8, 12, 13, 16, 24]
     >>> table_widths(100, fractions=(0.33,))
     [32]
     """
@@ -87,8 +93,36 @@ def table_widths(size, fractions=DEFAULT_FRACTIONS, floor=1, steps=()):
         w = 8 * round(w / 8) if size >= 64 else round(w)
         out.add(max(floor, int(w)))
     for step in steps:
-        out.update(w for w in (step, step + 1) if floor <= w)
+        above = 8 * (step // 8 + 1) if size >= 64 else step + 1
+        out.update(w for w in (step, above) if floor <= w)
     return sorted(w for w in out if w < size)
+
+
+def has_torch_rnn(root, group):
+    """Whether a module of ``group`` runs a torch RNN (``nn.RNNBase``:
+    LSTM, GRU, RNN), the layers cuDNN runs with the kernel that
+    :data:`DEFAULT_WIDTH_STEPS` are about. SpeechBrain's LiGRU computes its
+    recurrence in Python, without such a step.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> from speechbrain_prune.graph import discover_groups
+    >>> x = torch.rand(1, 5, 4)
+    >>> for cls in (sb.nnet.RNN.GRU, sb.nnet.RNN.LiGRU):
+    ...     net = sb.nnet.containers.Sequential(input_shape=x.shape)
+    ...     net.append(cls, hidden_size=6, num_layers=1, layer_name="rnn")
+    ...     net.append(sb.nnet.linear.Linear, n_neurons=2)
+    ...     group = discover_groups(net, x)["rnn.layer0"]
+    ...     print(cls.__name__, has_torch_rnn(net, group))
+    GRU True
+    LiGRU False
+    """
+    for name in {m.module for m in group.members if m.role == PRODUCER}:
+        module = root.get_submodule(name) if name else root
+        if any(isinstance(m, torch.nn.RNNBase) for m in module.modules()):
+            return True
+    return False
 
 
 def _sync(device):
@@ -205,6 +239,7 @@ def build_latency_table(
     measure=None,
     progress=False,
     steps=(),
+    widths=None,
 ):
     """Latency of ``root`` with each group alone narrowed, and each layer
     or block alone removed.
@@ -237,8 +272,14 @@ def build_latency_table(
     steps : sequence of int
         Widths where an RNN layer's latency is known to jump (e.g.
         :data:`DEFAULT_WIDTH_STEPS`, cuDNN's kernel switch): measured on
-        both sides for the ``rnn`` groups (see :func:`table_widths`);
-        conv and dense groups take the fractions only.
+        both sides for the groups of torch RNN layers (see
+        :func:`table_widths`, :func:`has_torch_rnn`); LiGRU, conv and
+        dense groups take the fractions only.
+    widths : dict, optional
+        ``group id -> widths`` measured for the groups it names, instead
+        of the fractions and steps (e.g. only the narrowest width a
+        selection may keep, all a check of the target needs); ``[]``
+        measures none.
 
     Returns
     -------
@@ -282,16 +323,20 @@ def build_latency_table(
     )
     for group in groups.prunable():
         floor = max(1, getattr(group, "min_size", 1))
-        at = steps if group.kind == "rnn" else ()
-        widths = table_widths(group.size, fractions, floor, at)
+        if widths is not None and group.id in widths:
+            at = sorted({int(w) for w in widths[group.id]})
+            at = [w for w in at if floor <= w < group.size]
+        else:
+            steps_here = steps if has_torch_rnn(root, group) else ()
+            at = table_widths(group.size, fractions, floor, steps_here)
         seconds = []
-        for w in widths:
+        for w in at:
             clone = copy.deepcopy(root)
             g = copy.deepcopy(group)
             apply_removals(clone, {g.id: g}, {g.id: list(range(w, g.size))})
             seconds.append(timed(clone))
         table["groups"][group.id] = {
-            "widths": widths + [group.size],
+            "widths": at + [group.size],
             "seconds": seconds + [base],
         }
         bar.update()

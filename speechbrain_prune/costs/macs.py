@@ -283,7 +283,9 @@ def group_costs(root, groups, run):
     base_params = count_params(root)
     out = {}
     for group in groups.prunable():
-        if group.size < 2:
+        if group.size <= max(
+            1, getattr(group, "min_size", 1)
+        ):  # no channel can go
             out[group.id] = {"macs": 0, "params": 0}
             continue
         clone = copy_module(root)

@@ -61,10 +61,12 @@ class LatencySetup:
         Widths of each group the latency table measures, as fractions.
     width_steps : sequence of int, optional
         Widths where an RNN layer's latency jumps (cuDNN's LSTM/GRU kernel
-        switch at 192 hidden units): the table measures RNN layers on both
-        sides (192 and 193), and ``selection: {round_to: table}`` may land
-        on the fast one. Default: ``[192]`` on CUDA, none on the CPU
-        (no cuDNN there; each step is two more timed models per layer).
+        switch at 192 hidden units): the table measures torch RNN layers
+        (LSTM, GRU, RNN; not LiGRU) on both sides (192, and 200: the next
+        multiple of 8, as odd widths may be slow themselves), and
+        ``selection: {round_to: table}`` may land on the fast one.
+        Default: ``[192]`` on CUDA, none on the CPU (no cuDNN there; each
+        step is two more timed models per layer).
     timer : callable, optional
         ``timer(model, run, repeats, warmup) -> seconds`` instead of real
         timing (:func:`~speechbrain_prune.costs.latency.measure_latency`):
@@ -74,7 +76,9 @@ class LatencySetup:
     -------
     >>> setup = LatencySetup(batch_size=1, seconds=2.0)
     >>> setup.key
-    'cpu-2threads-b1-2s-float32'
+    'cpu-2threads-b1-2s-float32-f0.75_0.5_0.25'
+    >>> LatencySetup(device="cuda", batch_size=16).key
+    'cuda-b16-10s-float32-f0.75_0.5_0.25-w192'
     >>> tokens = torch.ones(3, dtype=torch.long)
     >>> item = {"id": "u1", "sig": torch.rand(8000), "tokens": tokens}
     >>> batch = setup.batch_from(item)
@@ -134,7 +138,25 @@ class LatencySetup:
 
     @property
     def key(self):
-        """A file-name-safe name of the conditions (tables are per key)."""
+        """A file-name-safe name of the conditions (tables are per key):
+        the timing conditions and the widths a table measures (its
+        ``fractions``, largest first, and ``width_steps``), so that a
+        resumed run with other widths measures its own table."""
+        fractions = "_".join(f"{f:g}" for f in sorted(self.fractions)[::-1])
+        steps = "".join(f"-w{w}" for w in sorted(self.width_steps))
+        return f"{self.timing_key}-f{fractions}{steps}"
+
+    @property
+    def timing_key(self):
+        """The timing conditions alone (device, threads, batch, length,
+        dtype): the whole :attr:`key` of caches written before it held the
+        table's widths.
+
+        Example
+        -------
+        >>> LatencySetup(device="cuda", batch_size=16).timing_key
+        'cuda-b16-10s-float32'
+        """
         threads = f"-{self.threads}threads" if self.threads else ""
         device = str(self.device).replace(":", "")
         return (

@@ -122,8 +122,9 @@ class CostMeter:
 
 
 def param_cost(root, group):
-    """Parameters one channel of ``group`` holds (all its members)."""
-    if group.size < 2:
+    """Parameters one channel of ``group`` holds (all its members); 0 for a
+    group at the fewest channels its layers keep (``min_size``)."""
+    if group.size <= max(1, getattr(group, "min_size", 1)):
         return 0
     clone = copy.deepcopy(root)
     g = copy.deepcopy(group)

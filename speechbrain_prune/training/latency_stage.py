@@ -15,6 +15,7 @@ each such stage, on the device it states:
    selection grows by the shortfall and the selection runs again.
 
 Everything measured is written to ``latency_<conditions>_stage<k>.json``
+(conditions: :attr:`LatencySetup.key`, the table's widths included)
 in the save folder before the surgery, so a run resumed after a kill makes
 the same decision without timing again. Under DDP only the main process
 times: it measures the table, which every rank then reads from that file,
@@ -85,17 +86,19 @@ class LatencyStage:
         >>> from speechbrain_prune.costs.setup import LatencySetup
         >>> stage = LatencyStage(LatencySetup(), None, "save")
         >>> os.path.basename(stage.path(1))
-        'latency_cpu-2threads-b1-10s-float32_stage2.json'
+        'latency_cpu-2threads-b1-10s-float32-f0.75_0.5_0.25_stage2.json'
         >>> stage.path(1, rerun=1).endswith("_stage2-rerun1.json")
         True
         """
+        return self._path(self.setup.key, index, rerun)
+
+    def _path(self, key, index, rerun):
         if self.folder is None:
             return None
         which = index if isinstance(index, str) else f"stage{index + 1}"
         if rerun:
             which += f"-rerun{rerun}"
-        name = f"latency_{self.setup.key}_{which}.json"
-        return os.path.join(self.folder, name)
+        return os.path.join(self.folder, f"latency_{key}_{which}.json")
 
     def load(self, index, rerun=0):
         """What stage ``index`` measured before, or ``{}``."""
@@ -103,6 +106,13 @@ class LatencyStage:
         if path is None:
             return dict(self.memory.get(_key(index, rerun), {}))
         if not os.path.exists(path):
+            older = self._path(self.setup.timing_key, index, rerun)
+            if os.path.exists(older):
+                logger.info(
+                    f"Latency cache {os.path.basename(older)} does not say "
+                    "which widths its table measured (fractions, "
+                    f"width_steps): timed again into {os.path.basename(path)}"
+                )
             return {}
         try:
             with open(path) as f:
@@ -155,7 +165,7 @@ class LatencyStage:
                     measured = self._timed(candidate, run, rounds=2)
         return sb.utils.distributed.ddp_broadcast(measured)
 
-    def measure(self, index, root, groups, run, rerun=0):
+    def measure(self, index, root, groups, run, rerun=0, widths=None):
         """Current ratio and latency table of ``root`` (cached per stage
         and run of the stage).
 
@@ -171,6 +181,10 @@ class LatencyStage:
             The timed forward, ``setup.runner(...)``.
         rerun : int
             Times the stage was done before (see :meth:`path`).
+        widths : dict, optional
+            ``group id -> widths`` the table measures instead of the
+            setup's (see
+            :func:`~speechbrain_prune.costs.latency.build_latency_table`).
         """
         cache = self.load(index, rerun)
         if "table" in cache:
@@ -188,6 +202,7 @@ class LatencyStage:
                 depth=True,
                 rounds=self.setup.rounds,
                 steps=self.setup.width_steps,
+                widths=widths,
                 measure=self.setup.timer,
                 progress=sb.utils.distributed.if_main_process(),
             )

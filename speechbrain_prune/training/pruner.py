@@ -42,6 +42,7 @@ from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speechbrain_prune.costs import count_cost, count_macs, count_params
+from speechbrain_prune.costs.latency import has_torch_rnn, table_widths
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -148,8 +149,8 @@ class Pruner:
     at hidden sizes of 192 and below, and odd widths run slower
     (BENCHMARKS.md). A latency table measures every group at the
     ``LatencySetup``'s ``fractions`` (multiples of 8 for groups of 64
-    channels or more), and RNN layers on both sides of its
-    ``width_steps`` (192 and 193 by default on CUDA, none on the CPU);
+    channels or more), and torch RNN layers (LSTM/GRU) on both sides of
+    its ``width_steps`` (192 and 200 by default on CUDA, none on the CPU);
     ``selection: {round_to: table}`` restricts the kept
     widths of a latency stage to those measured widths, so the selection
     counts measured times instead of interpolating across a step. Stages
@@ -368,6 +369,21 @@ class Pruner:
                 "measured, and no stage of this pruner counts latency; "
                 "give a number (8 suits GPUs) or a latency stage"
             )
+        others = [
+            i
+            for i in range(len(self.schedule.stages))
+            if self.measure_of(i) != "latency"
+        ]
+        if self.selection.get("cost") == "latency" and others:
+            i = others[0]
+            raise ValueError(
+                "selection.cost: latency ranks channels by the latency they "
+                "save, which only a latency stage measures (its own table), "
+                f"and stage {i + 1} counts {self.measure_of(i)}: remove "
+                "`cost` (each stage then ranks by what it counts), set it "
+                "to params or macs, or give every stage "
+                "`target_type: latency`"
+            )
         table = {"base_seconds": 1.0, "groups": {}} if self.latency else None
         for m in measures:
             final = self.schedule.targets_of(m, measure)[-1][1]
@@ -508,12 +524,20 @@ class Pruner:
                         measure, self.measure
                     )[-1]
                     table = None
-                    if measure == "latency":
-                        # The dense model's table: stage 1's when stage 1
-                        # counts latency (reused then), else its own file.
-                        key = 0 if self.measure_of(0) == "latency" else "dense"
+                    if measure == "latency" and self.measure_of(0) == measure:
+                        # Stage 1's own table, reused by stage 1.
                         table = self._latency_cache(
-                            key, scratch, groups, train_set
+                            0, scratch, groups, train_set
+                        )["table"]
+                    elif measure == "latency":
+                        # Stage 1 changes the model first: a later stage
+                        # measures its own table then. The check needs
+                        # only the narrowest widths (and the depth).
+                        widths = self._narrowest_widths(
+                            scratch, groups, index, target
+                        )
+                        table = self._latency_cache(
+                            "dense", scratch, groups, train_set, widths
                         )["table"]
                     self._check_reachable(
                         scratch, groups, run, table, index, target
@@ -555,6 +579,31 @@ class Pruner:
             )
         except SelectionError as err:
             raise self._unreachable(index, err) from None
+
+    def _narrowest_widths(self, scratch, groups, index, target):
+        """``group id -> [width]``: the narrowest width stage ``index``'s
+        selection may keep of each group (``[]`` where none may go), under
+        its ``min_keep``, ``min_keep_fraction``, ``round_to`` (``table``:
+        the narrowest width a table of ``self.latency`` would measure)
+        and ``protect``: all a check that its target can be reached needs
+        of a latency table."""
+        setup = self.latency
+        grid = {"base_seconds": 1.0, "depth": {}, "groups": {}}
+        for g in groups.prunable():
+            steps = setup.width_steps if has_torch_rnn(scratch, g) else ()
+            floor = max(1, g.min_size)
+            widths = table_widths(g.size, setup.fractions, floor, steps)
+            widths.append(g.size)
+            grid["groups"][g.id] = {
+                "widths": widths,
+                "seconds": [1.0] * len(widths),
+            }
+        selector = self._selector(target, grid, self.measure_of(index))
+        cands = selector.candidates(scratch, groups)
+        return {
+            g.id: [g.size - cands[g.id][-1]] if cands.get(g.id) else []
+            for g in groups.prunable()
+        }
 
     def _unreachable(self, index, err):
         """``err`` (a SelectionError) naming the stage, when stages mix
@@ -738,13 +787,14 @@ class Pruner:
             return 0
         return sum(1 for r in self.history if r["stage"] == index)
 
-    def _latency_cache(self, index, scratch, groups, train_set):
+    def _latency_cache(self, index, scratch, groups, train_set, widths=None):
         """Stage ``index``'s current ratio and table (timed on the main
-        process only, then read from the save folder by every rank)."""
+        process only, then read from the save folder by every rank);
+        ``widths``: see :meth:`LatencyStage.measure`."""
         stage = self._latency_stage()
         run = self._latency_run(train_set)
         rerun = self._rerun(index)
-        args = [index, copy_module(scratch), groups, run, rerun]
+        args = [index, copy_module(scratch), groups, run, rerun, widths]
         if stage.folder is None:
             return stage.measure(*args)
         sb.utils.distributed.run_on_main(stage.measure, args=args)

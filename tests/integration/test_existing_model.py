@@ -287,6 +287,7 @@ def test_latency_stage_times_the_recipe_forward(tmp_path):
         "fraction",
         "selection_table",
         "measured_ratio",
+        "target",  # a decision is reused only for its own target
     }
     # After removed layers (depth is on for latency targets) the groups
     # of the shallower model are a subset of the table's.

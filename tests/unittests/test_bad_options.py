@@ -437,6 +437,26 @@ ROWS = [
         "30% (params) instead of 50% (latency)",
     ),
     (
+        "cost latency with a params stage",
+        lambda: Pruner(
+            "magnitude",
+            stages=[
+                {"epoch": 2, "target": 0.3},
+                {"epoch": 3, "target": 0.4, "target_type": "latency"},
+            ],
+            selection={"cost": "latency"},
+            latency=LatencySetup(),
+        ),
+        ValueError,
+        "stage 1 counts params",
+    ),
+    (
+        "cost latency without a latency stage",
+        lambda: Pruner("magnitude", target=0.3, selection={"cost": "latency"}),
+        ValueError,
+        "remove `cost`",
+    ),
+    (
         "checkpointer without its pruner",
         lambda: PruningCheckpointer(tempfile.mkdtemp()),
         ValueError,

@@ -3,6 +3,7 @@ measured on both sides of the step and ``round_to: table`` land on the
 fast side, where a line interpolated across the step misleads."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -59,8 +60,10 @@ def select_and_time(model, groups, scores, steps, round_to, target):
 
 def test_the_table_measures_both_sides_of_a_step():
     assert table_widths(UNITS, steps=(STEP,)) == [8, 12, 13, 16, 24]
-    # Large groups: multiples of 8 (odd widths run slower), and 192 / 193.
-    assert table_widths(1024, steps=(192,)) == [192, 193, 256, 512, 768]
+    # Large groups: multiples of 8 (odd widths run slower), the upper side
+    # of 192 included: 200, not an odd 193 that may itself be slow.
+    assert table_widths(1024, steps=(192,)) == [192, 200, 256, 512, 768]
+    assert table_widths(1024, steps=(190,)) == [190, 192, 256, 512, 768]
     assert table_widths(100, steps=(192,)) == [24, 48, 72]
 
 
@@ -211,3 +214,82 @@ def test_the_default_steps_are_cudnns_only_on_cuda():
     assert LatencySetup(device="cuda").width_steps == (192,)
     assert LatencySetup(width_steps=[100]).width_steps == (100,)
     assert LatencySetup(device="cuda", width_steps=[]).width_steps == ()
+
+
+def test_a_slow_odd_width_cannot_raise_the_curve_above_it():
+    """Curves are made non-decreasing: a probe just above a step at an
+    odd width (slow for being odd) would raise every wider width's time.
+    The upper side is probed at a multiple of 8 instead."""
+    from speechbrain_prune.costs.latency import LatencyModel
+
+    def odd_is_slow(model, run=None, repeats=1, warmup=0):
+        h = model.RNN.rnn.hidden_size
+        return 1.0 + h / 512 + (1.0 if h % 8 else 0.0)
+
+    model = build_crdnn(rnn="lstm", rnn_layers=1, rnn_neurons=512)
+    groups = discover_groups(model, X)
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        depth=False,
+        measure=odd_is_slow,
+        steps=(192,),
+    )
+    entry = table["groups"]["RNN.layer0"]
+    assert entry["widths"] == [128, 192, 200, 256, 384, 512]
+    curve = dict(LatencyModel(table).curves["RNN.layer0"])
+    assert curve[256] == pytest.approx(1.0 + 256 / 512)
+
+
+@pytest.mark.parametrize("rnn", ["ligru", "sligru"])
+def test_steps_are_measured_for_torch_rnns_only(rnn):
+    """cuDNN's kernel switch is a step of torch's LSTM / GRU / RNN
+    (``nn.RNNBase``) only: SpeechBrain's LiGRU has no cuDNN kernel, its
+    layers take the fractions only."""
+    model = build_crdnn(rnn=rnn, rnn_layers=1, rnn_neurons=UNITS)
+    groups = discover_groups(model, X)
+    table = build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        depth=False,
+        measure=lambda m, run=None, repeats=1, warmup=0: 1.0,
+        steps=(STEP,),
+    )
+    rnn_groups = [g for g in groups.prunable() if g.kind == "rnn"]
+    assert rnn_groups
+    for g in rnn_groups:
+        assert STEP + 1 not in table["groups"][g.id]["widths"], g.id
+
+
+def test_the_cache_key_holds_the_tables_widths(tmp_path, caplog):
+    """A resumed run with other ``fractions`` or ``width_steps`` measures
+    its own table: they are part of the cache's name. A cache of the
+    older naming (without them) is not read, and the log says why."""
+    import logging
+
+    from speechbrain_prune.costs.setup import LatencySetup
+    from speechbrain_prune.training.latency_stage import LatencyStage
+
+    keys = {
+        LatencySetup().key,
+        LatencySetup(fractions=[0.5]).key,
+        LatencySetup(width_steps=[192]).key,
+        LatencySetup(width_steps=[96]).key,
+    }
+    assert len(keys) == 4
+    assert (
+        LatencySetup(fractions=[0.5, 0.25]).key
+        == LatencySetup(fractions=[0.25, 0.5]).key
+    )
+    setup = LatencySetup()
+    stage = LatencyStage(setup, None, str(tmp_path))
+    old = tmp_path / "latency_cpu-2threads-b1-10s-float32_stage2.json"
+    old.write_text('{"table": {}}')
+    assert os.path.basename(stage.path(1)) != old.name
+    with caplog.at_level(logging.INFO):
+        assert stage.load(1) == {}
+    assert old.name in caplog.text

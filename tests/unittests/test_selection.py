@@ -468,3 +468,21 @@ def test_two_ranks_with_different_batches_select_the_same(tmp_path):
     assert r0["removed"]
     for key in r0["removed"]:
         assert torch.equal(r0["removed"][key], r1["removed"][key])
+
+
+def test_a_group_at_its_floor_costs_nothing_more():
+    """A group already at the fewest channels its layers keep (a conv that
+    SpeechBrain squeezes at one channel keeps 2) saves nothing per
+    channel: the cost helpers say 0 instead of removing below the floor
+    (which failed the Selector's unit costs whenever a step reached it)."""
+    from conftest import build_crdnn
+
+    from speechbrain_prune.selection.meter import param_cost
+
+    model = build_crdnn(cnn_channels=[2, 8])
+    x = torch.rand(2, 12, 20)
+    groups = discover_groups(model, x)
+    group = groups["CNN.block_0.conv_1"]
+    assert (group.size, group.min_size) == (2, 2)
+    assert param_cost(model, group) == 0
+    assert group_costs(model, groups, x)[group.id] == {"macs": 0, "params": 0}

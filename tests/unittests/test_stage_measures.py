@@ -91,8 +91,8 @@ def test_each_stage_meets_its_own_measure(uninterrupted):
     # counts parameters), the latency stage's own table at its start.
     names = sorted(p.name for p in folder.glob("latency_*.json"))
     assert names == [
-        "latency_cpu-2threads-b1-1s-float32_dense.json",
-        "latency_cpu-2threads-b1-1s-float32_stage2.json",
+        "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_dense.json",
+        "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_stage2.json",
     ]
     dense_table = json.loads((folder / names[0]).read_text())
     assert dense_table["current_ratio"] == 1.0
@@ -232,7 +232,8 @@ def test_round_to_table_in_a_latency_stage(tmp_path):
     assert second["latency"]["after"] <= 0.6 + 0.02
     cache = json.loads(
         (
-            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+            tmp_path
+            / "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_stage2.json"
         ).read_text()
     )
     table = cache["table"]["groups"]
@@ -403,8 +404,25 @@ def test_round_to_table_from_a_yaml_selector(tmp_path):
     second = pruner.history[-1]
     table = json.loads(
         (
-            tmp_path / "latency_cpu-2threads-b1-1s-float32_stage2.json"
+            tmp_path
+            / "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25_stage2.json"
         ).read_text()
     )["table"]["groups"]
     for gid, kept, total in second["groups"]:
         assert kept == total or kept in table[gid]["widths"], (gid, kept)
+
+
+def test_the_check_before_training_times_only_the_narrowest_widths(
+    uninterrupted,
+):
+    """Stage 1 counts parameters, so the latency stage's own table is
+    measured later, on the model stage 1 pruned: the dense model's table
+    serves only the check that the target can be reached, and holds only
+    the narrowest width each group may keep (and the layers' removals)."""
+    folder, _, _, _ = uninterrupted
+    key = "latency_cpu-2threads-b1-1s-float32-f0.75_0.5_0.25"
+    dense = json.loads((folder / f"{key}_dense.json").read_text())["table"]
+    for gid, entry in dense["groups"].items():
+        assert len(entry["widths"]) == 2, (gid, entry["widths"])
+    stage = json.loads((folder / f"{key}_stage2.json").read_text())["table"]
+    assert any(len(e["widths"]) > 2 for e in stage["groups"].values())
