@@ -243,11 +243,12 @@ class LatencyStage:
             ``measured_ratio`` (of the chosen candidate).
 
         A candidate that misses the goal teaches the next try: the
-        channel curves of the table are scaled by how much of their
+        curves of the groups it cut are scaled by how much of their
         estimated saving the candidate really showed (layer removals,
-        measured whole, are taken as right), so a noisy, optimistic
-        curve makes channels dearer and the next try removes more of
-        them, or a layer more. A candidate that meets the goal is timed
+        measured whole, are taken as right; groups it left whole keep
+        their curves), so an optimistic curve makes those channels
+        dearer and the next try turns to other groups, removes more, or
+        a layer more. A candidate that meets the goal is timed
         once more, with twice the rounds, before it is accepted.
         """
         cache = self.measure(index, root, groups, run, rerun)
@@ -323,21 +324,28 @@ def _key(index, rerun):
 
 
 def _learned(table, choice, current, measured, goal):
-    """``table`` with its channel curves scaled by what a candidate showed.
+    """``table`` with the curves of the groups a candidate cut scaled by
+    what it showed.
 
     The candidate was chosen to save ``1 - goal / current`` of the
     current latency; its layer removals are taken at the table's word and
     the rest of what it saved is set against what its channels were
-    estimated to save. Each curve's distance from the full width is
-    multiplied by that efficiency (at least 0.05).
+    estimated to save. The shortfall is the cut groups' doing: each of
+    their curves' distance from the full width is multiplied by that
+    efficiency (at least 0.05), and the curves of groups it left whole
+    are kept, so the next try turns to them. When no cut group has a curve
+    in ``table`` (its ids renamed by a layer removal), every curve is
+    scaled.
 
     Example
     -------
     >>> table = {"base_seconds": 1.0, "depth": {}, "groups": {
-    ...     "a": {"widths": [2, 4], "seconds": [0.6, 1.0]}}}
-    >>> out = _learned(table, PruningChoice(), 1.0, 0.8, 0.6)
-    >>> out["groups"]["a"]["seconds"]
-    [0.8, 1.0]
+    ...     "a": {"widths": [2, 4], "seconds": [0.6, 1.0]},
+    ...     "b": {"widths": [2, 4], "seconds": [0.6, 1.0]}}}
+    >>> cut_a = PruningChoice([], None, {"a": [0, 1]})
+    >>> out = _learned(table, cut_a, 1.0, 0.8, 0.6)
+    >>> out["groups"]["a"]["seconds"], out["groups"]["b"]["seconds"]
+    ([0.8, 1.0], [0.6, 1.0])
     """
     latency = LatencyModel(table)
     depth = sum(latency.depth_saving(c.name) for c in choice.depth)
@@ -347,8 +355,12 @@ def _learned(table, choice, current, measured, goal):
     width = asked - depth
     efficiency = 1.0 if width <= 0 else (shown - depth) / width
     efficiency = min(max(efficiency, 0.05), 1.0)
+    cut = set(choice.removals) & set(table["groups"])
     groups = {}
     for gid, entry in table["groups"].items():
+        if cut and gid not in cut:
+            groups[gid] = entry
+            continue
         seconds = [float(x) for x in entry["seconds"]]
         full = max(zip(entry["widths"], seconds))[1]  # at the full width
         groups[gid] = dict(
