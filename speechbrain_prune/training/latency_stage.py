@@ -333,9 +333,9 @@ def _learned(table, choice, current, measured, goal):
     estimated to save. The shortfall is the cut groups' doing: each of
     their curves' distance from the full width is multiplied by that
     efficiency (at least 0.05), and the curves of groups it left whole
-    are kept, so the next try turns to them. When no cut group has a curve
-    in ``table`` (its ids renamed by a layer removal), every curve is
-    scaled.
+    are kept, so the next try turns to them. When the candidate also
+    removed layers (the ids of its groups are the renumbered model's) or
+    no cut group has a curve in ``table``, every curve is scaled.
 
     Example
     -------
@@ -355,7 +355,11 @@ def _learned(table, choice, current, measured, goal):
     width = asked - depth
     efficiency = 1.0 if width <= 0 else (shown - depth) / width
     efficiency = min(max(efficiency, 0.05), 1.0)
-    cut = set(choice.removals) & set(table["groups"])
+    # After a layer removal the choice's group ids are the renumbered
+    # model's: they may name other layers in ``table``, so every curve is
+    # scaled then.
+    cut = set() if choice.depth else set(choice.removals)
+    cut &= set(table["groups"])
     groups = {}
     for gid, entry in table["groups"].items():
         if cut and gid not in cut:

@@ -9,6 +9,7 @@ from conftest import build_crdnn
 
 from speechbrain_prune.costs.latency import build_latency_table
 from speechbrain_prune.graph import discover_groups
+from speechbrain_prune.graph.depth import DepthCandidate
 from speechbrain_prune.selection import Selector
 from speechbrain_prune.selection.joint import PruningChoice
 from speechbrain_prune.surgery import apply_removals
@@ -78,3 +79,22 @@ def test_a_missed_try_turns_the_next_to_the_groups_it_left_whole():
     # meets the goal on the device.
     assert len(second.get("RNN.layer0", [])) > 0
     assert measured <= goal + 0.05
+
+
+def test_a_try_that_removed_a_layer_scales_every_curve():
+    """Its groups' ids are the renumbered model's (RNN.layer1 may be the
+    old layer 2), so no curve is known to be right."""
+    table = {
+        "base_seconds": 1.0,
+        "depth": {"RNN:1": 0.8},
+        "groups": {
+            "RNN.layer1": {"widths": [2, 4], "seconds": [0.7, 1.0]},
+            "CNN.conv": {"widths": [2, 4], "seconds": [0.7, 1.0]},
+        },
+    }
+    removed_layer = PruningChoice(
+        [DepthCandidate("rnn_layer", "RNN", 1)], None, {"RNN.layer1": [0]}
+    )
+    learned = _learned(table, removed_layer, 1.0, 0.75, 0.5)
+    for gid, entry in table["groups"].items():
+        assert learned["groups"][gid]["seconds"][0] > entry["seconds"][0]
