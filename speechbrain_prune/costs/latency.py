@@ -46,8 +46,9 @@ from speechbrain_prune.surgery.prune import apply_removals
 DEFAULT_FRACTIONS = (0.75, 0.5, 0.25)
 
 #: Widths at which latency jumps: cuDNN runs LSTM/GRU layers of 192 hidden
-#: units and fewer with another kernel. Tables measured on a CUDA device
-#: measure both sides of each (192, and 200 above it) for torch RNN layers.
+#: units and fewer with another algorithm (PyTorch's ``get_algo``; not
+#: timed in this repository). Tables measured on a CUDA device measure
+#: both sides of each (192, and 200 above it) for torch RNN layers.
 DEFAULT_WIDTH_STEPS = (192,)
 
 

@@ -145,9 +145,11 @@ class Pruner:
     seed : int
         Seeds the choice of scoring batches (and the random scorer).
 
-    Latency is not monotonic in width: cuDNN switches its LSTM/GRU kernel
-    at hidden sizes of 192 and below, and odd widths run slower
-    (BENCHMARKS.md). A latency table measures every group at the
+    Latency is not monotonic in width: cuDNN picks another LSTM/GRU
+    algorithm at hidden sizes of 192 and below (PyTorch's ``get_algo``;
+    not timed in this repository), and channel counts that are not
+    multiples of 8 ran slower in a one-off GPU probe (BENCHMARKS.md). A
+    latency table measures every group at the
     ``LatencySetup``'s ``fractions`` (multiples of 8 for groups of 64
     channels or more), and torch RNN layers (LSTM/GRU) on both sides of
     its ``width_steps`` (192 and 200 by default on CUDA, none on the CPU);
