@@ -9,11 +9,9 @@ import os
 import pytest
 import soundfile
 import torch
-from speechbrain.lobes.features import Fbank
-from test_export_hub import BLANK, LABELS, N_MELS, label_encoder, pruned_recipe
+from test_export_hub import LABELS, exported_ctc_folder
 
 from speechbrain_prune.demo import error_rates
-from speechbrain_prune.export import export_asr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "..", "benchmarks", "deploy_accuracy.py")
@@ -30,17 +28,7 @@ def bench():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, bench):
     tmp = tmp_path_factory.mktemp("deploy_accuracy")
-    modules, plan = pruned_recipe("ctc", "lstm", "nonuniform")
-    folder = tmp / "pruned"
-    export_asr(
-        str(folder),
-        modules,
-        Fbank(n_mels=N_MELS),
-        label_encoder(),
-        blank_index=BLANK,
-        plan=plan,
-        card={"latency_repeats": 1},
-    )
+    folder = exported_ctc_folder(tmp / "pruned")
     g = torch.Generator().manual_seed(0)
     words = [LABELS[0] * 2, f"{LABELS[1]} {LABELS[2]}", LABELS[3]]
     test_csv = tmp / "test.csv"

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from speechbrain.lobes.features import Fbank
-from test_export_hub import BLANK, N_MELS, label_encoder, pruned_recipe
+from test_export_hub import BLANK, N_MELS, exported_ctc_folder, label_encoder
 
 from speechbrain_prune.deploy.folder import MARK, write_card_section
-from speechbrain_prune.export import export_asr, load_asr
+from speechbrain_prune.export import load_asr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -25,17 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
-    modules, plan = pruned_recipe("ctc", "lstm", "nonuniform")
-    folder = tmp / "pruned"
-    export_asr(
-        str(folder),
-        modules,
-        Fbank(n_mels=N_MELS),
-        label_encoder(),
-        blank_index=BLANK,
-        plan=plan,
-        card={"latency_repeats": 1},
-    )
+    folder = exported_ctc_folder(tmp / "pruned")
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "speechbrain_prune", "deploy", str(folder)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)

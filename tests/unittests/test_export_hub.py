@@ -62,6 +62,22 @@ def uneven_removals(groups, seed):
     return out
 
 
+def exported_ctc_folder(folder, rnn="lstm", widths="nonuniform"):
+    """A pruned tiny CTC recipe exported to ``folder`` (as the deploy
+    tests start from); returns the folder."""
+    modules, plan = pruned_recipe("ctc", rnn, widths)
+    export_asr(
+        str(folder),
+        modules,
+        Fbank(n_mels=N_MELS),
+        label_encoder(),
+        blank_index=BLANK,
+        plan=plan,
+        card={"latency_repeats": 1},
+    )
+    return folder
+
+
 def pruned_recipe(shape, rnn, widths, seed=0):
     """A tiny recipe's modules, pruned at random (eval mode)."""
     enc = build_crdnn(seed=seed, n_feats=N_MELS, rnn=rnn, time_pooling=True)
