@@ -26,6 +26,19 @@ def step_seconds(model, run=None, repeats=1, warmup=0):
     return 1.0 + h * (0.5 if h <= STEP else 1.0) / UNITS
 
 
+def simulated_table(model, groups, measure=step_seconds, steps=()):
+    """A latency table without depth entries, timed by ``measure``."""
+    return build_latency_table(
+        model,
+        groups,
+        X,
+        rounds=1,
+        depth=False,
+        measure=measure,
+        steps=steps,
+    )
+
+
 def scored_model():
     model = build_crdnn(rnn="lstm", rnn_layers=1, rnn_neurons=UNITS)
     groups = discover_groups(model, X)
@@ -36,15 +49,7 @@ def scored_model():
 
 
 def select_and_time(model, groups, scores, steps, round_to, target):
-    table = build_latency_table(
-        model,
-        groups,
-        X,
-        rounds=1,
-        depth=False,
-        measure=step_seconds,
-        steps=steps,
-    )
+    table = simulated_table(model, groups, steps=steps)
     selector = Selector(
         target=target,
         target_type="latency",
@@ -89,9 +94,7 @@ def test_round_to_table_lands_on_the_fast_side():
 
 def test_round_to_table_keeps_only_measured_widths():
     model, groups, scores = scored_model()
-    table = build_latency_table(
-        model, groups, X, rounds=1, depth=False, measure=step_seconds
-    )
+    table = simulated_table(model, groups)
     selector = Selector(
         target=0.1,
         target_type="latency",
@@ -190,15 +193,7 @@ def test_steps_are_measured_for_rnn_layers_only():
         rnn="lstm", rnn_layers=1, rnn_neurons=UNITS, cnn_channels=[16, 32]
     )
     groups = discover_groups(model, X)
-    table = build_latency_table(
-        model,
-        groups,
-        X,
-        rounds=1,
-        depth=False,
-        measure=step_seconds,
-        steps=(STEP,),
-    )
+    table = simulated_table(model, groups, steps=(STEP,))
     for g in groups.prunable():
         widths = table["groups"][g.id]["widths"]
         on_step = {STEP, STEP + 1} <= set(widths)
@@ -228,15 +223,7 @@ def test_a_slow_odd_width_cannot_raise_the_curve_above_it():
 
     model = build_crdnn(rnn="lstm", rnn_layers=1, rnn_neurons=512)
     groups = discover_groups(model, X)
-    table = build_latency_table(
-        model,
-        groups,
-        X,
-        rounds=1,
-        depth=False,
-        measure=odd_is_slow,
-        steps=(192,),
-    )
+    table = simulated_table(model, groups, odd_is_slow, steps=(192,))
     entry = table["groups"]["RNN.layer0"]
     assert entry["widths"] == [128, 192, 200, 256, 384, 512]
     curve = dict(LatencyModel(table).curves["RNN.layer0"])
@@ -250,13 +237,10 @@ def test_steps_are_measured_for_torch_rnns_only(rnn):
     layers take the fractions only."""
     model = build_crdnn(rnn=rnn, rnn_layers=1, rnn_neurons=UNITS)
     groups = discover_groups(model, X)
-    table = build_latency_table(
+    table = simulated_table(
         model,
         groups,
-        X,
-        rounds=1,
-        depth=False,
-        measure=lambda m, run=None, repeats=1, warmup=0: 1.0,
+        lambda m, run=None, repeats=1, warmup=0: 1.0,
         steps=(STEP,),
     )
     rnn_groups = [g for g in groups.prunable() if g.kind == "rnn"]
