@@ -99,6 +99,28 @@ def table_widths(size, fractions=DEFAULT_FRACTIONS, floor=1, steps=()):
     return sorted(w for w in out if w < size)
 
 
+def group_table_widths(root, group, fractions=DEFAULT_FRACTIONS, steps=()):
+    """The widths below its size a latency table measures for ``group`` of
+    ``root``: :func:`table_widths` above the group's floor, with ``steps``
+    only where the group runs a torch RNN (:func:`has_torch_rnn`).
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> from speechbrain_prune.graph import discover_groups
+    >>> x = torch.rand(1, 5, 4)
+    >>> net = sb.nnet.containers.Sequential(input_shape=x.shape)
+    >>> net.append(sb.nnet.RNN.GRU, hidden_size=16, layer_name="rnn")
+    >>> net.append(sb.nnet.linear.Linear, n_neurons=2)
+    >>> group = discover_groups(net, x)["rnn.layer0"]
+    >>> group_table_widths(net, group, steps=(6,))
+    [4, 6, 7, 8, 12]
+    """
+    floor = max(1, getattr(group, "min_size", 1))
+    steps = steps if has_torch_rnn(root, group) else ()
+    return table_widths(group.size, fractions, floor, steps)
+
+
 def has_torch_rnn(root, group):
     """Whether a module of ``group`` runs a torch RNN (``nn.RNNBase``:
     LSTM, GRU, RNN), the layers cuDNN runs with the kernel that
@@ -323,13 +345,12 @@ def build_latency_table(
         disable=not progress,
     )
     for group in groups.prunable():
-        floor = max(1, getattr(group, "min_size", 1))
         if widths is not None and group.id in widths:
+            floor = max(1, getattr(group, "min_size", 1))
             at = sorted({int(w) for w in widths[group.id]})
             at = [w for w in at if floor <= w < group.size]
         else:
-            steps_here = steps if has_torch_rnn(root, group) else ()
-            at = table_widths(group.size, fractions, floor, steps_here)
+            at = group_table_widths(root, group, fractions, steps)
         seconds = []
         for w in at:
             clone = copy.deepcopy(root)

@@ -42,7 +42,7 @@ from torch.nn.parallel import DataParallel as DP
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speechbrain_prune.costs import count_cost, count_macs, count_params
-from speechbrain_prune.costs.latency import has_torch_rnn, table_widths
+from speechbrain_prune.costs.latency import group_table_widths
 from speechbrain_prune.costs.setup import LatencySetup
 from speechbrain_prune.graph import discover_groups
 from speechbrain_prune.plan import PruningPlan
@@ -592,9 +592,9 @@ class Pruner:
         setup = self.latency
         grid = {"base_seconds": 1.0, "depth": {}, "groups": {}}
         for g in groups.prunable():
-            steps = setup.width_steps if has_torch_rnn(scratch, g) else ()
-            floor = max(1, g.min_size)
-            widths = table_widths(g.size, setup.fractions, floor, steps)
+            widths = group_table_widths(
+                scratch, g, setup.fractions, setup.width_steps
+            )
             widths.append(g.size)
             grid["groups"][g.id] = {
                 "widths": widths,
